@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Print the path of a working consul binary.
+# Order: $CONSUL_BIN, then `consul` on PATH, then a cached build of the pinned
+# version (lab/consul.env) from the Go module proxy, built on first use.
+# Progress goes to stderr; only the path goes to stdout.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lab/consul.env
+. "$here/consul.env"
+version=$CONSUL_VERSION
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/seed-consul-peering"
+cached="$cache_root/consul-$version/consul"
+
+say() { printf '[consul] %s\n' "$*" >&2; }
+die() {
+  say "ERROR: $*"
+  say "Supply a consul binary yourself instead: CONSUL_BIN=/path/to/consul make ..."
+  exit 1
+}
+
+works() { "$1" version >/dev/null 2>&1; }
+
+if [ -n "${CONSUL_BIN:-}" ]; then
+  works "$CONSUL_BIN" || die "CONSUL_BIN=$CONSUL_BIN does not run ('$CONSUL_BIN version' failed)"
+  echo "$CONSUL_BIN"; exit 0
+fi
+if on_path=$(command -v consul 2>/dev/null) && works "$on_path"; then
+  echo "$on_path"; exit 0
+fi
+if [ -x "$cached" ] && works "$cached"; then
+  echo "$cached"; exit 0
+fi
+
+command -v go >/dev/null 2>&1 || die "no consul binary and no Go toolchain to build v$version"
+mkdir -p "$cache_root"
+# One build at a time per cache, even when two make targets race for it.
+exec 9>"$cache_root/.build-$version.lock"
+flock 9
+if [ -x "$cached" ] && works "$cached"; then echo "$cached"; exit 0; fi
+
+start=$(date +%s)
+work=$(mktemp -d "$cache_root/build-$version.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+say "building consul v$version from the Go module proxy (first time only; ~10-20 min on 2 cores)"
+say "step 1/3: downloading github.com/hashicorp/consul@v$version"
+dir=$(cd "$work" && go mod download -json "github.com/hashicorp/consul@v$version" \
+      | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || true
+if [ -z "$dir" ] || [ ! -d "$dir" ]; then die "go mod download github.com/hashicorp/consul@v$version failed"; fi
+cp -r "$dir" "$work/src"
+chmod -R u+w "$work/src"
+cd "$work/src"
+# The module zip lacks the submodule directories the replace directives point at;
+# drop them so the released submodule versions come from the proxy instead.
+for sub in api sdk proto-public envoyextensions troubleshoot; do
+  go mod edit -dropreplace="github.com/hashicorp/consul/$sub"
+done
+for req in ${CONSUL_GO_REQUIRE:-}; do
+  say "        requiring $req"
+  go mod edit -require="$req"
+done
+say "step 2/3: downloading dependencies"
+GOFLAGS=-mod=mod go mod download >&2 || die "downloading consul's dependencies failed"
+say "step 3/3: compiling (CGO_ENABLED=0 go build -mod=mod -trimpath)"
+CGO_ENABLED=0 go build -mod=mod -trimpath \
+  -ldflags "-s -w -X github.com/hashicorp/consul/version.GitCommit=v$version" \
+  -o "$work/consul" . >&2 || die "go build of consul v$version failed (see the compiler output above)"
+works "$work/consul" || die "the built binary does not run"
+mkdir -p "$(dirname "$cached")"
+mv "$work/consul" "$cached.tmp" && mv "$cached.tmp" "$cached"
+end=$(date +%s)
+say "built $("$cached" version | head -1) in $(( (end - start) / 60 ))m$(( (end - start) % 60 ))s, $(du -h "$cached" | cut -f1)"
+printf '%s\n' "$(( end - start ))" > "$cache_root/consul-$version/build-seconds"
+echo "$cached"

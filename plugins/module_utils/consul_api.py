@@ -1,0 +1,423 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) seed.consul_peering contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The collection's one HTTP client for the Consul API.
+
+Everything that talks HTTP lives here: connection options and their environment
+fallbacks, TLS, bounded retries, and the mapping of HTTP failures to one
+exception type (ConsulError) that carries the status and Consul's own text.
+Modules turn a ConsulError into fail_json in exactly one place, run_module().
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+import traceback
+from urllib.parse import quote, urlsplit
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+REQUESTS_IMPORT_ERROR = None
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+except ImportError:  # pragma: no cover - exercised only where requests is missing
+    requests = None
+    HTTPAdapter = object
+    REQUESTS_IMPORT_ERROR = traceback.format_exc()
+
+DEFAULT_URL = "http://127.0.0.1:8500"
+MASK = "********"
+
+CONNECTION_ARGSPEC = dict(
+    url=dict(type="str"),
+    token=dict(type="str", no_log=True),
+    ca_path=dict(type="path"),
+    client_cert=dict(type="path", fallback=(env_fallback, ["CONSUL_CLIENT_CERT"])),
+    client_key=dict(type="path", no_log=False, fallback=(env_fallback, ["CONSUL_CLIENT_KEY"])),
+    validate_certs=dict(type="bool", fallback=(env_fallback, ["CONSUL_HTTP_SSL_VERIFY"])),
+    tls_server_name=dict(type="str", fallback=(env_fallback, ["CONSUL_TLS_SERVER_NAME"])),
+    partition=dict(type="str", fallback=(env_fallback, ["CONSUL_PARTITION"])),
+    datacenter=dict(type="str"),
+    timeout=dict(type="float", default=10),
+)
+
+# Statuses worth another try on a request that is safe to repeat.
+RETRY_STATUSES = frozenset([429, 502, 503, 504])
+# Consul answers 500 with these while a server has no leader (e.g. just restarted).
+RETRY_500_TEXTS = ("No cluster leader", "rpc error making call: EOF", "connection refused")
+
+_TRUE = ("1", "true", "yes", "on", "y", "t")
+
+
+class ConsulError(Exception):
+    """A failure talking to Consul, with the HTTP status where there was one."""
+
+    def __init__(self, msg, status=None, body=None):
+        super().__init__(msg)
+        self.msg = msg
+        self.status = status
+        self.body = body
+
+    def __str__(self):
+        return self.msg
+
+
+def _env_true(value):
+    return str(value).strip().lower() in _TRUE
+
+
+def normalize_url(value, ssl=False):
+    """Turn CONSUL_HTTP_ADDR-style input (URL or host:port) into a base URL."""
+    value = (value or "").strip()
+    if not value:
+        raise ConsulError("the Consul address is empty; set url or CONSUL_HTTP_ADDR")
+    if "://" not in value:
+        value = ("https://" if ssl else "http://") + value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ConsulError(
+            "the Consul address %r is not usable: only http:// and https:// addresses are supported" % value
+        )
+    if not parts.hostname:
+        raise ConsulError("the Consul address %r has no host name" % value)
+    try:
+        parts.port
+    except ValueError:
+        raise ConsulError("the Consul address %r has an invalid port" % value)
+    return value.rstrip("/")
+
+
+def resolve_connection(params, environ=None):
+    """Resolve connection options: option, then environment variable, then default.
+
+    Pure apart from reading CONSUL_HTTP_TOKEN_FILE. Returns a new dict.
+    """
+    env = os.environ if environ is None else environ
+    ssl = _env_true(env.get("CONSUL_HTTP_SSL", ""))
+    conn = dict((k, params.get(k)) for k in CONNECTION_ARGSPEC)
+
+    if conn["url"]:
+        conn["url"] = normalize_url(conn["url"], ssl)
+    elif env.get("CONSUL_HTTP_ADDR"):
+        conn["url"] = normalize_url(env["CONSUL_HTTP_ADDR"], ssl)
+    else:
+        conn["url"] = DEFAULT_URL
+
+    if not conn["token"]:
+        if env.get("CONSUL_HTTP_TOKEN"):
+            conn["token"] = env["CONSUL_HTTP_TOKEN"].strip()
+        elif env.get("CONSUL_HTTP_TOKEN_FILE"):
+            path = env["CONSUL_HTTP_TOKEN_FILE"]
+            try:
+                with open(path) as f:
+                    conn["token"] = f.read().strip()
+            except (IOError, OSError) as e:
+                raise ConsulError("cannot read the ACL token file %s (CONSUL_HTTP_TOKEN_FILE): %s" % (path, e.strerror))
+    if not conn["ca_path"]:
+        conn["ca_path"] = env.get("CONSUL_CACERT") or env.get("CONSUL_CAPATH") or None
+    for key, var in (("client_cert", "CONSUL_CLIENT_CERT"), ("client_key", "CONSUL_CLIENT_KEY"),
+                     ("tls_server_name", "CONSUL_TLS_SERVER_NAME"), ("partition", "CONSUL_PARTITION")):
+        if not conn[key] and env.get(var):
+            conn[key] = env[var]
+    if conn["validate_certs"] is None:
+        raw = env.get("CONSUL_HTTP_SSL_VERIFY")
+        conn["validate_certs"] = True if raw is None or raw == "" else _env_true(raw)
+    if bool(conn["client_cert"]) != bool(conn["client_key"]):
+        raise ConsulError("client_cert and client_key must be given together (mutual TLS needs both)")
+    if conn["timeout"] is None:
+        conn["timeout"] = CONNECTION_ARGSPEC["timeout"]["default"]
+    if conn["timeout"] <= 0:
+        raise ConsulError("timeout must be a positive number of seconds, got %s" % conn["timeout"])
+    return conn
+
+
+def permission_from_text(text):
+    """Extract the missing permission from Consul's 403 text, if it names one."""
+    m = re.search(r"lacks permission '([^']+)'", text or "")
+    return m.group(1) if m else None
+
+
+def describe_http_error(status, text, method, path):
+    """A message naming the cause of an HTTP failure, in the operator's words."""
+    text = (text or "").strip()
+    if status == 403:
+        perm = permission_from_text(text)
+        if perm:
+            return "permission denied: the ACL token lacks permission '%s' (needed for %s %s)" % (perm, method, path)
+        if "ACL not found" in text:
+            return "permission denied: Consul does not know the ACL token (ACL not found); check token or CONSUL_HTTP_TOKEN"
+        return "permission denied for %s %s: %s" % (method, path, text or "HTTP 403")
+    if status == 401:
+        return "unauthorized for %s %s: %s" % (method, path, text or "HTTP 401")
+    return "Consul answered HTTP %s to %s %s: %s" % (status, method, path, text or "(no text)")
+
+
+class _ServerNameAdapter(HTTPAdapter):
+    """Verify the server certificate against a name other than the URL's host."""
+
+    def __init__(self, server_name, **kwargs):
+        self._server_name = server_name
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["server_hostname"] = self._server_name
+        kwargs["assert_hostname"] = self._server_name
+        super().init_poolmanager(*args, **kwargs)
+
+
+class ConsulClient:
+    """A small, retrying client for the Consul HTTP API."""
+
+    def __init__(self, conn, session=None, sleep=time.sleep, retries=3, backoff=0.5, warn=None):
+        self.conn = conn
+        self.base = conn["url"]
+        self.retries = retries
+        self.backoff = backoff
+        self.sleep = sleep
+        self.warn = warn or (lambda msg: None)
+        self.requests_made = 0
+        self.writes_made = 0
+        self._secrets = set()
+        self.add_secret(conn.get("token"))
+        self._enterprise = None
+        if session is None:
+            if requests is None:
+                raise ConsulError(missing_required_lib("requests"))
+            session = requests.Session()
+            if conn.get("tls_server_name") and self.base.startswith("https://"):
+                session.mount("https://", _ServerNameAdapter(conn["tls_server_name"]))
+        self.session = session
+        if conn.get("token"):
+            self.session.headers["X-Consul-Token"] = conn["token"]
+        if self.base.startswith("https://"):
+            if conn.get("validate_certs") is False:
+                self.session.verify = False
+                self.warn("TLS certificate verification is off (validate_certs=false): the Consul server is not authenticated")
+                requests.packages.urllib3.disable_warnings(requests.packages.urllib3.exceptions.InsecureRequestWarning)
+            elif conn.get("ca_path"):
+                self.session.verify = conn["ca_path"]
+            if conn.get("client_cert"):
+                self.session.cert = (conn["client_cert"], conn["client_key"])
+
+    # -- secrets -----------------------------------------------------------
+    def add_secret(self, value):
+        """Remember a value that must never appear in a message."""
+        if value and len(value) >= 4:
+            self._secrets.add(value)
+
+    def scrub(self, text):
+        text = "" if text is None else str(text)
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, MASK)
+        return text
+
+    # -- requests ----------------------------------------------------------
+    def _query(self, query):
+        q = {}
+        if self.conn.get("datacenter"):
+            q["dc"] = self.conn["datacenter"]
+        if self.conn.get("partition"):
+            q["partition"] = self.conn["partition"]
+        for k, v in (query or {}).items():
+            if v is not None:
+                q[k] = v
+        return q
+
+    def request(self, method, path, query=None, body=None, not_found=None, safe=None):
+        """Send one request; return the decoded JSON body (or text).
+
+        not_found: the value to return on 404 instead of raising.
+        safe: whether repeating the request is harmless (default: GET and DELETE).
+        A request that never reached the server is retried whatever the method.
+        """
+        if safe is None:
+            safe = method in ("GET", "HEAD", "DELETE")
+        url = self.base + path
+        params = self._query(query)
+        data = None if body is None else json.dumps(body)
+        attempts = self.retries + 1
+        last = None
+        for attempt in range(attempts):
+            if attempt:
+                delay = self.backoff * (2 ** (attempt - 1))
+                self.sleep(delay * (1 + random.random() * 0.1))
+            self.requests_made += 1
+            if method not in ("GET", "HEAD"):
+                self.writes_made += 1
+            try:
+                resp = self.session.request(method, url, params=params, data=data, timeout=self.conn["timeout"])
+            except Exception as e:  # requests raises many types; classify by name
+                last = self._connection_failure(e)
+                if self._never_sent(e) or safe:
+                    continue
+                raise last
+            status = resp.status_code
+            if status == 404 and not_found is not None:
+                return not_found
+            if 200 <= status < 300:
+                return self._decode(resp)
+            text = self.scrub(resp.text)
+            last = ConsulError(self.scrub(describe_http_error(status, text, method, path)), status=status, body=text)
+            retryable = status in RETRY_STATUSES or (status == 500 and any(t in text for t in RETRY_500_TEXTS))
+            if retryable and safe:
+                continue
+            raise last
+        raise last
+
+    def _decode(self, resp):
+        text = resp.text
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    @staticmethod
+    def _never_sent(exc):
+        name = type(exc).__name__
+        if name == "ConnectTimeout":
+            return True
+        text = repr(exc)
+        return name == "ConnectionError" and ("NewConnectionError" in text or "Connection refused" in text)
+
+    def _connection_failure(self, exc):
+        name = type(exc).__name__
+        if name == "SSLError" or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            reason = "TLS certificate verification failed (check ca_path / CONSUL_CACERT and tls_server_name)"
+            if "CERTIFICATE_VERIFY_FAILED" not in str(exc):
+                reason = "TLS handshake failed"
+            detail = self._short(exc)
+            msg = "cannot talk to Consul at %s: %s: %s" % (self.base, reason, detail)
+        elif name in ("ConnectTimeout", "ReadTimeout", "Timeout"):
+            msg = "cannot reach Consul at %s: timed out after %ss (after %d attempts)" % (
+                self.base, self.conn["timeout"], self.retries + 1)
+        elif "Connection refused" in str(exc):
+            msg = "cannot reach Consul at %s: connection refused (after %d attempts); is the agent running?" % (
+                self.base, self.retries + 1)
+        else:
+            msg = "cannot reach Consul at %s: %s" % (self.base, self._short(exc))
+        return ConsulError(self.scrub(msg))
+
+    @staticmethod
+    def _short(exc):
+        text = str(exc)
+        m = re.search(r"\[SSL[^\]]*\][^()'\"]*", text)
+        if m:
+            return m.group(0).strip()
+        m = re.search(r"Caused by (\w+\(.*)", text)
+        return (m.group(1) if m else text)[:300]
+
+    def get(self, path, query=None, not_found=None):
+        return self.request("GET", path, query=query, not_found=not_found)
+
+    def put(self, path, body=None, query=None, safe=False):
+        return self.request("PUT", path, query=query, body=body, safe=safe)
+
+    def post(self, path, body=None, query=None, safe=False):
+        return self.request("POST", path, query=query, body=body, safe=safe)
+
+    def delete(self, path, query=None):
+        return self.request("DELETE", path, query=query)
+
+    # -- server facts ------------------------------------------------------
+    def require_enterprise_for(self, what):
+        """Fail clearly when an Enterprise-only option is used against Consul CE."""
+        if self._enterprise is None:
+            info = self.get("/v1/agent/self") or {}
+            cfg = info.get("Config") or {}
+            version = str(cfg.get("Version", ""))
+            meta = str(cfg.get("VersionMetadata", ""))
+            self._enterprise = "ent" in meta or "+ent" in version
+            self._version = version
+        if not self._enterprise:
+            raise ConsulError(
+                "%s needs Consul Enterprise, but the server at %s runs Consul CE %s"
+                % (what, self.base, getattr(self, "_version", ""))
+            )
+
+    # -- peerings ----------------------------------------------------------
+    def get_peering(self, name):
+        """The peering named name, or None when there is none."""
+        return self.get("/v1/peering/" + quote(name, safe=""), not_found={}) or None
+
+    def list_peerings(self):
+        return self.get("/v1/peerings") or []
+
+    def delete_peering(self, name):
+        return self.delete("/v1/peering/" + quote(name, safe=""))
+
+    # -- config entries ----------------------------------------------------
+    def get_config_entry(self, kind, name):
+        return self.get("/v1/config/%s/%s" % (quote(kind, safe=""), quote(name, safe="")), not_found={}) or None
+
+    def cas_put_config_entry(self, entry, modify_index):
+        """Write entry only if it is still at modify_index (0 = create only). True if written."""
+        res = self.put("/v1/config", body=entry, query={"cas": str(int(modify_index or 0))}, safe=True)
+        return res is True or res == "true"
+
+    def cas_delete_config_entry(self, kind, name, modify_index):
+        res = self.delete("/v1/config/%s/%s" % (quote(kind, safe=""), quote(name, safe="")), query={"cas": str(int(modify_index))})
+        return res is True or res == "true" or (isinstance(res, dict) and res.get("Deleted") is True)
+
+
+def wait_until(probe, timeout, sleep=time.sleep, clock=time.monotonic, first=0.2, most=2.0):
+    """Call probe() until it returns a truthy value or timeout seconds pass.
+
+    Polls fast at first and backs off to at most `most` seconds between calls.
+    Returns (value, waited_seconds); value is the last falsy result on timeout.
+    """
+    start = clock()
+    delay = first
+    while True:
+        value = probe()
+        waited = clock() - start
+        if value or waited >= timeout:
+            return value, waited
+        sleep(min(delay, max(0.0, timeout - waited)))
+        delay = min(most, delay * 1.6)
+
+
+def connection_argspec(**extra):
+    spec = dict(CONNECTION_ARGSPEC)
+    spec.update(extra)
+    return spec
+
+
+def new_module(argument_spec, **kwargs):
+    """An AnsibleModule with the connection options merged in."""
+    kwargs.setdefault("supports_check_mode", True)
+    module = AnsibleModule(argument_spec=connection_argspec(**argument_spec), **kwargs)
+    if requests is None:
+        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    return module
+
+
+def client_for(module):
+    conn = resolve_connection(module.params)
+    client = ConsulClient(conn, warn=module.warn)
+    if conn.get("partition") and conn["partition"] != "default":
+        client.require_enterprise_for("partition %r" % conn["partition"])
+    return client
+
+
+def run_module(module, logic):
+    """Run logic(module, client) -> result dict and exit; the one place ConsulError becomes fail_json."""
+    client = None
+    try:
+        client = client_for(module)
+        result = logic(module, client)
+    except ConsulError as e:
+        scrub = client.scrub if client else (lambda s: s)
+        fail = dict(msg=scrub(e.msg))
+        if e.status is not None:
+            fail["status"] = e.status
+        module.fail_json(**fail)
+    module.exit_json(**result)

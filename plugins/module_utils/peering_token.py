@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) seed.consul_peering contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Pure helpers for peering: peer-name checks, token decoding, error wording.
+
+No I/O here. Nothing in this file ever puts a token, or any part of one, into a
+message: messages describe what is wrong with a token, never what it contains.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+
+PEER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+# Fields a usable peering token must carry (Consul's structs.PeeringToken).
+REQUIRED_TOKEN_FIELDS = ("ServerAddresses", "ServerName", "PeerID", "EstablishmentSecret")
+
+# States in which a peering is alive, or on its way to being alive.
+LIVE_STATES = ("ACTIVE", "ESTABLISHING")
+# States after which a peering must be made anew.
+DEAD_STATES = ("TERMINATED", "FAILING", "DELETING")
+
+
+class TokenError(ValueError):
+    """A peering token that cannot be used; the message never contains the token."""
+
+
+def peer_name_problem(name, option="peer_name"):
+    """Return why name is not a valid peer name, or None when it is."""
+    if name is None or name == "":
+        return "%s must not be empty" % option
+    if not isinstance(name, str):
+        return "%s must be a string" % option
+    if len(name) > 63:
+        return "%s %r is %d characters long; a peer name is a DNS label of at most 63" % (option, name, len(name))
+    if not PEER_NAME_RE.match(name):
+        hints = []
+        if name != name.lower():
+            hints.append("uppercase letters")
+        if re.search(r"[^A-Za-z0-9-]", name):
+            hints.append("characters other than letters, digits and '-'")
+        if name.startswith("-") or name.endswith("-"):
+            hints.append("a leading or trailing '-'")
+        return "%s %r is not a valid peer name (%s): use lowercase letters, digits and '-', " \
+               "starting and ending with a letter or digit" % (option, name, ", ".join(hints) or "invalid form")
+    return None
+
+
+def decode_token(token):
+    """Decode a peering token (base64 of JSON) and check it has what establishing needs.
+
+    Returns the decoded dict. Raises TokenError with a message that says what is
+    wrong without quoting the token.
+    """
+    if token is None or not str(token).strip():
+        raise TokenError("peering_token is empty")
+    raw = str(token).strip()
+    if len(raw) > 1024 * 1024:
+        raise TokenError("peering_token is %d bytes long; a peering token is a few kilobytes" % len(raw))
+    try:
+        padded = raw + "=" * (-len(raw) % 4)
+        data = base64.b64decode(padded.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise TokenError("peering_token is not base64: it was not produced by 'consul peering generate-token' "
+                         "or the peering_token module, or it was cut or altered when copied")
+    try:
+        decoded = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise TokenError("peering_token decodes from base64 but is not JSON: the token is truncated or corrupt")
+    if not isinstance(decoded, dict):
+        raise TokenError("peering_token does not decode to a JSON object: it is not a Consul peering token")
+    missing = [f for f in REQUIRED_TOKEN_FIELDS if not decoded.get(f)]
+    if missing:
+        raise TokenError("peering_token is missing %s: it is not a complete Consul peering token" % ", ".join(missing))
+    addrs = decoded["ServerAddresses"]
+    if not isinstance(addrs, list) or not all(isinstance(a, str) and a for a in addrs):
+        raise TokenError("peering_token has a malformed ServerAddresses list")
+    return decoded
+
+
+def token_summary(decoded):
+    """The non-secret parts of a decoded token, safe to return to the user."""
+    remote = decoded.get("Remote") or {}
+    return dict(
+        peer_id=decoded.get("PeerID"),
+        server_name=decoded.get("ServerName"),
+        server_addresses=list(decoded.get("ServerAddresses") or []),
+        remote_datacenter=remote.get("Datacenter"),
+        remote_partition=remote.get("Partition"),
+    )
+
+
+# Consul's error texts (wordings vary between versions, so match loosely) and
+# what an operator should be told instead.
+_ERROR_EXPLANATIONS = (
+    (r"invalid peering establishment secret|establishment secret",
+     "the peering token has already been used or was replaced by a newer one (its establishment secret is "
+     "single-use): generate a new token on the accepting cluster and establish with that"),
+    (r"expecting to be dialed|existing peering .* is an acceptor|cannot establish a peering .* acceptor",
+     "a peering named {name!r} already exists on this cluster as the accepting side (it generated a token); "
+     "a cluster cannot dial a peering it accepts: use another peer_name or delete that peering first"),
+    (r"already an established peering|cannot generate.*(dialer|establish)|peering .* was established by",
+     "a peering named {name!r} already exists on this cluster as the dialing side (it was established with "
+     "a token); a token cannot be generated for it: use another peer_name or delete that peering first"),
+    (r"same cluster|own peering token|cannot establish a peering with itself|peering with itself",
+     "the peering token was generated by this same cluster: a cluster cannot peer with itself; generate the "
+     "token on the other (accepting) cluster"),
+    (r"currently being deleted|is being deleted|marked for deletion|DELETING",
+     "the peering {name!r} is still being deleted on this cluster; wait until the deletion finishes "
+     "(state=absent waits for it) and try again"),
+)
+
+
+def explain_peering_error(text, name=None):
+    """A plain-language message for a known Consul peering failure, or None."""
+    for pattern, message in _ERROR_EXPLANATIONS:
+        if re.search(pattern, text or "", re.IGNORECASE):
+            return message.format(name=name)
+    return None
+
+
+def peering_summary(peering):
+    """The fields of a Consul peering record that a user wants to see, snake_cased."""
+    if not peering:
+        return {}
+    stream = peering.get("StreamStatus") or {}
+    return dict(
+        name=peering.get("Name"),
+        id=peering.get("ID"),
+        state=peering.get("State"),
+        peer_id=peering.get("PeerID") or None,
+        peer_server_name=peering.get("PeerServerName") or None,
+        peer_server_addresses=list(peering.get("PeerServerAddresses") or []),
+        role="dialer" if peering.get("PeerServerAddresses") else "acceptor",
+        partition=peering.get("Partition") or None,
+        meta=dict(peering.get("Meta") or {}),
+        remote_datacenter=(peering.get("Remote") or {}).get("Datacenter"),
+        remote_partition=(peering.get("Remote") or {}).get("Partition"),
+        imported_services=sorted(stream.get("ImportedServices") or []),
+        exported_services=sorted(stream.get("ExportedServices") or []),
+        last_heartbeat=stream.get("LastHeartbeat"),
+        last_receive=stream.get("LastReceive"),
+        last_send=stream.get("LastSend"),
+        create_index=peering.get("CreateIndex"),
+        modify_index=peering.get("ModifyIndex"),
+    )

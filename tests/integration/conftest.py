@@ -1,0 +1,211 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) seed.consul_peering contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fixtures for integration tests against the real local Consul lab.
+
+The lab (lab/lab.sh) is started once per session if it is not up; its
+addresses come from lab/.state/env. Ansible runs as a subprocess against the
+collection through a collections path that points at this checkout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+STATE = os.path.join(ROOT, "lab", ".state")
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def read_env_file(path):
+    env = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                k, v = line.split("=", 1)
+                env[k] = v
+    return env
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """The lab's env (ACCEPTOR_URL, DIALER_URL, CLUSTER<i>_URL, CONSUL_BIN...), started if needed."""
+    subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "up"], check=True, cwd=ROOT)
+    return read_env_file(os.path.join(STATE, "env"))
+
+
+@pytest.fixture(scope="session")
+def collections_path(tmp_path_factory):
+    """A collections path in which seed.consul_peering is this checkout."""
+    base = tmp_path_factory.mktemp("collections")
+    ns = base / "ansible_collections" / "seed"
+    ns.mkdir(parents=True)
+    os.symlink(ROOT, str(ns / "consul_peering"))
+    return str(base)
+
+
+def consul(url, method="GET", path="/", body=None, token=None, timeout=10):
+    """A direct call to Consul for assertions (test-side, independent of the collection)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url + path, data=data, method=method)
+    if token:
+        req.add_header("X-Consul-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            text = resp.read().decode()
+            return resp.status, (json.loads(text) if text else None)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_for(probe, timeout=60, interval=0.5):
+    """Poll probe() until truthy; bounded. Returns the last value."""
+    deadline = time.monotonic() + timeout
+    value = probe()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = probe()
+    return value
+
+
+def delete_all_peerings(url, timeout=60):
+    status, peerings = consul(url, path="/v1/peerings")
+    for p in peerings or []:
+        consul(url, "DELETE", "/v1/peering/" + p["Name"])
+    return wait_for(lambda: not (consul(url, path="/v1/peerings")[1] or []), timeout=timeout)
+
+
+class AnsibleRun:
+    def __init__(self, proc):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.output = proc.stdout + proc.stderr
+
+    def json(self):
+        """The ansible.posix-free JSON callback output (ANSIBLE_STDOUT_CALLBACK=json)."""
+        text = self.stdout
+        return json.loads(text[text.index("{"):])
+
+
+@pytest.fixture
+def ansible(collections_path, tmp_path):
+    """Run ansible / ansible-playbook with this collection; returns AnsibleRun.
+
+    ansible(["localhost", "-m", "seed.consul_peering.peering_info", "-a", "..."], env={...})
+    ansible(["playbook.yml", "-i", "inv"], playbook=True, json=True)
+    """
+
+    def run(args, env=None, playbook=False, json_output=False, timeout=600):
+        full_env = dict(os.environ)
+        full_env.update({
+            "ANSIBLE_COLLECTIONS_PATH": collections_path,
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+            "ANSIBLE_HOST_KEY_CHECKING": "False",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+            "ANSIBLE_LOCALHOST_WARNING": "False",
+            "PATH": VENV_BIN + os.pathsep + full_env.get("PATH", ""),
+        })
+        for k in ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_SSL",
+                  "CONSUL_CACERT", "CONSUL_CAPATH", "CONSUL_PARTITION"):
+            full_env.pop(k, None)
+        if json_output:
+            full_env["ANSIBLE_STDOUT_CALLBACK"] = "json"
+            full_env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"
+            if not playbook:
+                full_env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "1"
+        full_env.update(env or {})
+        cmd = [os.path.join(VENV_BIN, "ansible-playbook" if playbook else "ansible")] + list(args)
+        proc = subprocess.run(cmd, check=False, env=full_env, capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path))
+        return AnsibleRun(proc)
+
+    return run
+
+
+class _CountingHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _forward(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        path = self.path.split("?", 1)[0]
+        self.server.counts[(self.command, path)] += 1
+        req = urllib.request.Request(self.server.target + self.path, data=body, method=self.command)
+        for h in ("X-Consul-Token", "Content-Type"):
+            if self.headers.get(h):
+                req.add_header(h, self.headers[h])
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                status, data, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as e:
+            status, data, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
+        self.send_response(status)
+        if ctype:
+            self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_DELETE = _forward
+
+
+class CountingProxy:
+    """A loopback HTTP proxy in front of one Consul that counts requests by (method, path)."""
+
+    def __init__(self, target):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingHandler)
+        self.server.target = target
+        self.server.counts = Counter()
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def counts(self):
+        return self.server.counts
+
+    def total(self, method=None):
+        return sum(n for (m, dummy), n in self.counts.items() if method is None or m == method)
+
+    def writes(self):
+        return sum(n for (m, dummy), n in self.counts.items() if m != "GET")
+
+    def reset(self):
+        self.server.counts.clear()
+
+
+@pytest.fixture
+def counting_proxy():
+    """counting_proxy(target_url) -> CountingProxy (started; stopped after the test)."""
+    proxies = []
+
+    def make(target):
+        p = CountingProxy(target)
+        p.thread.start()
+        proxies.append(p)
+        return p
+
+    yield make
+    for p in proxies:
+        with contextlib.suppress(Exception):
+            p.server.shutdown()
+            p.server.server_close()
