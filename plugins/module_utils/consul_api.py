@@ -22,6 +22,11 @@ import traceback
 from urllib.parse import quote, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import (
+    explain_peering_error,
+    peering_diff_view,
+    peering_summary,
+)
 
 REQUESTS_IMPORT_ERROR = None
 try:
@@ -354,6 +359,33 @@ class ConsulClient:
     def delete_peering(self, name):
         return self.delete("/v1/peering/" + quote(name, safe=""))
 
+    def generate_peering_token(self, name, meta=None, server_external_addresses=None):
+        """POST /v1/peering/token; returns the token, already registered as a secret."""
+        body = {"PeerName": name}
+        if meta:
+            body["Meta"] = meta
+        if server_external_addresses:
+            body["ServerExternalAddresses"] = list(server_external_addresses)
+        try:
+            res = self.post("/v1/peering/token", body=body)
+        except ConsulError as e:
+            raise peering_failure(e, name)
+        token = (res or {}).get("PeeringToken") if isinstance(res, dict) else None
+        if not token:
+            raise ConsulError("Consul answered POST /v1/peering/token without a PeeringToken")
+        self.add_secret(token)
+        return token
+
+    def establish_peering(self, name, token, meta=None):
+        """POST /v1/peering/establish with a token the caller has decoded and registered."""
+        body = {"PeerName": name, "PeeringToken": token}
+        if meta:
+            body["Meta"] = meta
+        try:
+            self.post("/v1/peering/establish", body=body)
+        except ConsulError as e:
+            raise peering_failure(e, name)
+
     # -- config entries ----------------------------------------------------
     def get_config_entry(self, kind, name):
         return self.get("/v1/config/%s/%s" % (quote(kind, safe=""), quote(name, safe="")), not_found={}) or None
@@ -383,6 +415,71 @@ def wait_until(probe, timeout, sleep=time.sleep, clock=time.monotonic, first=0.2
             return value, waited
         sleep(min(delay, max(0.0, timeout - waited)))
         delay = min(most, delay * 1.6)
+
+
+def peering_failure(err, name):
+    """err reworded when Consul's text names a known peering problem (Consul's own text kept at the end)."""
+    text = err.body if err.body is not None else err.msg
+    explained = explain_peering_error(text, name)
+    if explained is None:
+        return err
+    return ConsulError("%s (Consul said: %s)" % (explained, (text or "").strip()), status=err.status, body=err.body)
+
+
+def wait_for_peering(client, name, done, timeout):
+    """Poll GET /v1/peering/<name> until done(peering or None); returns (peering, reached, waited).
+
+    Peering reads are polled because blocking queries do not wake on state changes.
+    """
+    last = {}
+
+    def probe():
+        last["peering"] = client.get_peering(name)
+        return done(last["peering"])
+
+    reached, waited = wait_until(probe, timeout, sleep=client.sleep)
+    return last["peering"], bool(reached), waited
+
+
+def wait_peering_gone(client, name, timeout):
+    """Wait until the peering is gone (GET answers 404); DELETING is transient."""
+    peering, gone, waited = wait_for_peering(client, name, lambda p: p is None, timeout)
+    if not gone:
+        raise ConsulError(
+            "the peering %r is still being deleted (state %s) after %ds; Consul removes it in the background "
+            "once the peering's data is cleaned up: try again later or raise wait_timeout"
+            % (name, peering.get("State"), waited)
+        )
+    return waited
+
+
+def delete_peering_and_wait(client, name, timeout):
+    """DELETE answers 200 at once; the peering is gone only when GET answers 404."""
+    client.delete_peering(name)
+    return wait_peering_gone(client, name, timeout)
+
+
+def remove_peering(client, name, timeout, check_mode=False):
+    """state=absent for a peering, on either side: delete it and wait until it is gone.
+
+    Returns a module result. A peering already DELETING is waited for but not deleted
+    again, so it does not count as a change made by this run.
+    """
+    existing = client.get_peering(name)
+    before = peering_summary(existing)
+    result = dict(changed=False, operation="none", peering={}, diff=dict(before=peering_diff_view(before), after={}))
+    if not existing:
+        return result
+    deleting = existing.get("State") == "DELETING"
+    result["changed"] = not deleting
+    result["operation"] = "wait_deleted" if deleting else "delete"
+    if check_mode:
+        result["peering"] = before
+        return result
+    if not deleting:
+        client.delete_peering(name)
+    result["waited"] = round(wait_peering_gone(client, name, timeout), 1)
+    return result
 
 
 def connection_argspec(**extra):

@@ -89,6 +89,69 @@ def delete_all_peerings(url, timeout=60):
     return wait_for(lambda: not (consul(url, path="/v1/peerings")[1] or []), timeout=timeout)
 
 
+# ansible-core has no JSON stdout callback of its own (the short name "json" is
+# redirected to ansible.posix.json, which is not installed), so json_output uses
+# this one: the same {"plays": [{"tasks": [{"hosts": {...}}]}], "stats": {...}}
+# shape as ansible.posix.json, for ad-hoc runs and playbooks alike.
+JSON_CALLBACK_NAME = "seed_test_json"
+JSON_CALLBACK = '''
+from __future__ import annotations
+
+import json
+
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = """
+name: seed_test_json
+type: stdout
+short_description: JSON results for the integration tests
+description: [Prints every task result as one JSON document at the end.]
+"""
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "stdout"
+    CALLBACK_NAME = "seed_test_json"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.plays = []
+
+    def v2_playbook_on_play_start(self, play):
+        self.plays.append({"play": {"name": play.get_name()}, "tasks": []})
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self.plays[-1]["tasks"].append({"task": {"name": task.get_name()}, "hosts": {}})
+
+    v2_playbook_on_handler_task_start = v2_playbook_on_task_start
+
+    def _record(self, result, **extra):
+        data = getattr(result, "result", None)
+        if data is None:
+            data = result._result
+        host = result.host if hasattr(result, "host") else result._host
+        self.plays[-1]["tasks"][-1]["hosts"][host.get_name()] = dict(data, **extra)
+
+    def v2_runner_on_ok(self, result):
+        self._record(result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._record(result, failed=True)
+
+    def v2_runner_on_unreachable(self, result):
+        self._record(result, unreachable=True)
+
+    def v2_runner_on_skipped(self, result):
+        self._record(result, skipped=True)
+
+    def v2_playbook_on_stats(self, stats):
+        summary = dict((h, stats.summarize(h)) for h in sorted(stats.processed))
+        self._display.display(json.dumps({"plays": self.plays, "stats": summary}, indent=2, sort_keys=True,
+                                         default=str))
+'''
+
+
 class AnsibleRun:
     def __init__(self, proc):
         self.rc = proc.returncode
@@ -97,7 +160,7 @@ class AnsibleRun:
         self.output = proc.stdout + proc.stderr
 
     def json(self):
-        """The ansible.posix-free JSON callback output (ANSIBLE_STDOUT_CALLBACK=json)."""
+        """The JSON callback's output (json_output=True): {"plays": [...], "stats": {...}}."""
         text = self.stdout
         return json.loads(text[text.index("{"):])
 
@@ -127,7 +190,11 @@ def ansible(collections_path, tmp_path):
                   "CONSUL_CACERT", "CONSUL_CAPATH", "CONSUL_PARTITION"):
             full_env.pop(k, None)
         if json_output:
-            full_env["ANSIBLE_STDOUT_CALLBACK"] = "json"
+            plugins = tmp_path / "callback_plugins"
+            plugins.mkdir(exist_ok=True)
+            (plugins / (JSON_CALLBACK_NAME + ".py")).write_text(JSON_CALLBACK)
+            full_env["ANSIBLE_CALLBACK_PLUGINS"] = str(plugins)
+            full_env["ANSIBLE_STDOUT_CALLBACK"] = JSON_CALLBACK_NAME
             full_env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"
             if not playbook:
                 full_env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "1"

@@ -1,0 +1,229 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) seed.consul_peering contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: peering_info
+short_description: Read Consul cluster peerings
+description:
+  - Reads one cluster peering by name, or lists all peerings of the cluster, with their state,
+    the IDs on both sides, the peer's addresses and the stream status (imported and exported
+    services, last heartbeat).
+  - A peering that does not exist is not an error; RV(exists) is V(false).
+  - With O(wait_for=active), waits until the peering is V(ACTIVE), and fails naming the likely
+    cause when it is not within O(wait_timeout) seconds.
+  - Never changes anything. Requires the ACL permission C(peering:read).
+author:
+  - seed.consul_peering contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - seed.consul_peering.consul
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: full
+    details: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+  platform:
+    support: full
+    platforms: posix
+  action_group:
+    support: full
+    membership:
+      - seed.consul_peering.consul
+options:
+  peer_name:
+    description:
+      - The name of the peering on this cluster. Without it, all peerings are listed.
+      - A DNS label (lowercase letters, digits and C(-), at most 63 characters, starting and ending
+        with a letter or digit), checked before any request is sent.
+    type: str
+  wait_for:
+    description:
+      - V(active) waits until the peering O(peer_name) is V(ACTIVE), also while it does not exist yet.
+      - Requires O(peer_name).
+    type: str
+    choices: [active]
+  wait_timeout:
+    description:
+      - Seconds to wait with O(wait_for).
+    type: int
+    default: 60
+seealso:
+  - module: seed.consul_peering.peering_token
+  - module: seed.consul_peering.peering_establish
+"""
+
+EXAMPLES = r"""
+- name: Read one peering
+  seed.consul_peering.peering_info:
+    peer_name: cluster-02
+  register: info
+
+- name: Show its state and imported services
+  ansible.builtin.debug:
+    msg: "{{ info.peering.state }}: {{ info.peering.imported_services }}"
+  when: info.exists
+
+- name: Wait until both sides are active
+  seed.consul_peering.peering_info:
+    url: "{{ item.url }}"
+    peer_name: "{{ item.peer }}"
+    wait_for: active
+    wait_timeout: 120
+  loop:
+    - {url: "http://consul-01.example.com:8500", peer: cluster-02}
+    - {url: "http://consul-02.example.com:8500", peer: cluster-01}
+
+- name: List every peering of the cluster
+  seed.consul_peering.peering_info:
+  register: all_peerings
+
+# Ad hoc, with the address from the environment:
+#   CONSUL_HTTP_ADDR=consul-01.example.com:8500 ansible localhost -m seed.consul_peering.peering_info
+"""
+
+RETURN = r"""
+exists:
+  description: Whether the peering O(peer_name) exists.
+  returned: when O(peer_name) is given
+  type: bool
+  sample: true
+peering:
+  description: The peering O(peer_name); empty when it does not exist.
+  returned: when O(peer_name) is given
+  type: dict
+  sample:
+    name: cluster-02
+    id: 7d649f7b-093e-d45b-5ff0-f1756d7b8258
+    state: ACTIVE
+    role: acceptor
+    peer_id: null
+    meta: {}
+    remote_datacenter: dc2
+    imported_services: []
+    exported_services: [web]
+    last_heartbeat: "2026-11-23T12:16:24.014895295Z"
+  contains:
+    name:
+      description: The peer name.
+      type: str
+    id:
+      description: The peering's ID on this cluster.
+      type: str
+    peer_id:
+      description: The peering's ID on the accepting cluster (dialer side only).
+      type: str
+    state:
+      description: V(PENDING), V(ESTABLISHING), V(ACTIVE), V(FAILING), V(DELETING) or V(TERMINATED).
+      type: str
+    role:
+      description: V(acceptor) (made by generating a token) or V(dialer) (made by establishing).
+      type: str
+    meta:
+      description: The peering's metadata.
+      type: dict
+    peer_server_name:
+      description: The accepting cluster's TLS server name (dialer side only).
+      type: str
+    peer_server_addresses:
+      description: The accepting cluster's server addresses (dialer side only).
+      type: list
+      elements: str
+    partition:
+      description: The local admin partition (Consul Enterprise).
+      type: str
+    remote_datacenter:
+      description: The peer's datacenter.
+      type: str
+    remote_partition:
+      description: The peer's partition.
+      type: str
+    imported_services:
+      description: Services this cluster imports from the peer.
+      type: list
+      elements: str
+    exported_services:
+      description: Services this cluster exports to the peer.
+      type: list
+      elements: str
+    last_heartbeat:
+      description: When the peer's last heartbeat arrived.
+      type: str
+    last_receive:
+      description: When the last message arrived from the peer.
+      type: str
+    last_send:
+      description: When the last message was sent to the peer.
+      type: str
+    create_index:
+      description: Raft index of the peering's creation.
+      type: int
+    modify_index:
+      description: Raft index of its last change.
+      type: int
+peerings:
+  description: Every peering of the cluster (in the partition), each as in RV(peering).
+  returned: when O(peer_name) is not given
+  type: list
+  elements: dict
+waited:
+  description: Seconds spent waiting with O(wait_for).
+  returned: when O(wait_for) is given
+  type: float
+"""
+
+from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import (
+    ConsulError,
+    new_module,
+    run_module,
+    wait_for_peering,
+)
+from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import (
+    not_active_message,
+    peer_name_problem,
+    peering_summary,
+)
+
+
+def logic(module, client):
+    p = module.params
+    name = p["peer_name"]
+    if not name:
+        return dict(changed=False, peerings=[peering_summary(x) for x in client.list_peerings()])
+    result = dict(changed=False)
+    if p["wait_for"] == "active":
+        peering, reached, waited = wait_for_peering(
+            client, name, lambda x: bool(x) and x.get("State") == "ACTIVE", p["wait_timeout"])
+        if not reached:
+            raise ConsulError(not_active_message(name, peering, waited))
+        result["waited"] = round(waited, 1)
+    else:
+        peering = client.get_peering(name)
+    result.update(exists=bool(peering), peering=peering_summary(peering))
+    return result
+
+
+def main():
+    module = new_module(
+        dict(
+            peer_name=dict(type="str"),
+            wait_for=dict(type="str", choices=["active"]),
+            wait_timeout=dict(type="int", default=60),
+        ),
+        required_by=dict(wait_for=["peer_name"]),
+    )
+    if module.params["peer_name"] is not None:
+        problem = peer_name_problem(module.params["peer_name"])
+        if problem:
+            module.fail_json(msg=problem)
+    run_module(module, logic)
+
+
+if __name__ == "__main__":
+    main()

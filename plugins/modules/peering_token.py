@@ -1,0 +1,319 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) seed.consul_peering contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: peering_token
+short_description: Generate a cluster peering token on the accepting Consul cluster
+description:
+  - Generates a peering token on the accepting side of a Consul cluster peering
+    (C(POST /v1/peering/token)), for the dialing cluster to establish the peering with
+    (M(seed.consul_peering.peering_establish)).
+  - Idempotent the way an operator expects. A peering of that name that is V(ACTIVE) or
+    V(ESTABLISHING) is left alone and no token is generated (regenerating never breaks an active
+    peering, but it would invalidate a token handed out and not yet used), unless O(regenerate=true).
+  - A V(PENDING) peering (a token was generated but never used) gets a new token and reports
+    C(changed), because Consul cannot give back the earlier token and the caller asked for one.
+    Generating invalidates the earlier, unused token.
+  - A V(FAILING) peering gets a new token, so that the dialer can establish it again.
+  - A V(TERMINATED) peering (the dialing side deleted it) cannot be dialed again. It is deleted,
+    the module waits until it is gone, and a new peering is made.
+  - A peering that is still V(DELETING) is waited for (at most O(wait_timeout) seconds) before a
+    new one is made.
+  - The returned RV(peering_token) is a secret. The module never prints it in a message, but it is
+    part of the result. Set C(no_log) on the task, and hand the token over in memory.
+  - O(state=absent) deletes the peering, whichever side it is, and waits until Consul has removed it.
+  - Requires the ACL permission C(peering:write) (C(peering:read) when nothing changes).
+author:
+  - seed.consul_peering contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - seed.consul_peering.consul
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: full
+    details: Never generates a token; reports C(changed) when it would.
+  diff_mode:
+    support: full
+    details: Shows the peering's name, side, state, peer ID and meta before and after.
+  platform:
+    support: full
+    platforms: posix
+  action_group:
+    support: full
+    membership:
+      - seed.consul_peering.consul
+options:
+  peer_name:
+    description:
+      - The name this cluster gives the peering, that is, the name by which it knows the dialing
+        cluster.
+      - A DNS label (lowercase letters, digits and C(-), at most 63 characters, starting and ending
+        with a letter or digit), checked before any request is sent.
+    type: str
+    required: true
+  meta:
+    description:
+      - Key/value metadata (C(Meta)) stored with the peering.
+      - Consul stores it when it creates the peering and ignores it on later token generations;
+        the module warns when it differs from an existing peering's.
+    type: dict
+  server_external_addresses:
+    description:
+      - Addresses (V(host:port) of the servers' gRPC TLS port, or of a load balancer in front of
+        them) that the dialing cluster should use instead of the servers' own addresses, for
+        servers behind NAT (C(ServerExternalAddresses)).
+    type: list
+    elements: str
+  state:
+    description:
+      - V(present) makes sure there is a peering for O(peer_name) waiting for, or having, a dialer.
+      - V(absent) deletes the peering and waits until it is gone.
+    type: str
+    choices: [present, absent]
+    default: present
+  regenerate:
+    description:
+      - Generate a new token even when the peering is V(ACTIVE) or V(ESTABLISHING).
+      - The peering keeps its ID and stays active; earlier unused tokens stop working.
+    type: bool
+    default: false
+  wait_timeout:
+    description:
+      - Seconds to wait for a peering to be deleted (O(state=absent), or before a V(DELETING) or
+        V(TERMINATED) peering can be made anew).
+    type: int
+    default: 60
+notes:
+  - The token carries the accepting cluster's server addresses, CA certificates and a single-use
+    establishment secret. Treat it like a password until it has been used.
+seealso:
+  - module: seed.consul_peering.peering_establish
+  - module: seed.consul_peering.peering_info
+  - name: Consul cluster peering HTTP API
+    description: The endpoints this module uses.
+    link: https://developer.hashicorp.com/consul/api-docs/peering
+"""
+
+EXAMPLES = r"""
+- name: Generate a token on the accepting cluster for the peer it will know as cluster-02
+  seed.consul_peering.peering_token:
+    url: https://consul-01.example.com:8501
+    peer_name: cluster-02
+    meta:
+      env: production
+  register: peering
+  no_log: true
+
+- name: Hand the token to the dialing cluster (in memory, never on disk)
+  seed.consul_peering.peering_establish:
+    url: https://consul-02.example.com:8501
+    peer_name: cluster-01
+    peering_token: "{{ peering.peering_token }}"
+  when: peering.peering_token is defined
+
+- name: Rotate the token of an active peering (the peering stays up)
+  seed.consul_peering.peering_token:
+    peer_name: cluster-02
+    regenerate: true
+  register: rotated
+  no_log: true
+
+- name: Delete the peering on the accepting side
+  seed.consul_peering.peering_token:
+    peer_name: cluster-02
+    state: absent
+"""
+
+RETURN = r"""
+peering_token:
+  description:
+    - The peering token, to pass to M(seed.consul_peering.peering_establish) on the dialing cluster.
+    - A secret; register it with C(no_log) on the task.
+  returned: when a token was generated (not in check mode, not when the peering was already active)
+  type: str
+token_info:
+  description: The non-secret parts of the generated token.
+  returned: when a token was generated
+  type: dict
+  contains:
+    peer_id:
+      description: The ID of the peering on this cluster; the dialer's record carries it as C(PeerID).
+      type: str
+    server_name:
+      description: The TLS server name the dialer verifies.
+      type: str
+    server_addresses:
+      description: The addresses the dialer connects to.
+      type: list
+      elements: str
+    remote_datacenter:
+      description: This cluster's datacenter.
+      type: str
+    remote_partition:
+      description: This cluster's partition (empty on Consul CE).
+      type: str
+peering:
+  description:
+    - The peering as Consul reports it after the run (before it, in check mode); empty when
+      there is none.
+  returned: always
+  type: dict
+  sample:
+    name: cluster-02
+    id: 7d649f7b-093e-d45b-5ff0-f1756d7b8258
+    state: PENDING
+    role: acceptor
+    meta: {env: production}
+    imported_services: []
+    exported_services: []
+  contains:
+    name:
+      description: The peer name.
+      type: str
+    id:
+      description: The peering's ID on this cluster.
+      type: str
+    state:
+      description: V(PENDING), V(ESTABLISHING), V(ACTIVE), V(FAILING), V(DELETING) or V(TERMINATED).
+      type: str
+    role:
+      description: V(acceptor) (made by generating a token) or V(dialer) (made by establishing).
+      type: str
+    peer_id:
+      description: The peering's ID on the other cluster (dialer side only).
+      type: str
+    meta:
+      description: The peering's metadata.
+      type: dict
+    imported_services:
+      description: Services this cluster imports from the peer.
+      type: list
+      elements: str
+    exported_services:
+      description: Services this cluster exports to the peer.
+      type: list
+      elements: str
+    last_heartbeat:
+      description: When the peer's last heartbeat arrived.
+      type: str
+operation:
+  description:
+    - What the run did, or would do in check mode.
+    - V(none), V(generate) (new peering), V(regenerate) (new token for an existing peering),
+      V(recreate) (a terminated peering deleted and made anew), V(delete), V(wait_deleted).
+  returned: always
+  type: str
+  sample: generate
+"""
+
+from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import (
+    ConsulError,
+    delete_peering_and_wait,
+    new_module,
+    remove_peering,
+    run_module,
+    wait_peering_gone,
+)
+from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import (
+    LIVE_STATES,
+    MSG_NAME_IS_DIALER,
+    TokenError,
+    decode_token,
+    normalize_meta,
+    peer_name_problem,
+    peering_diff_view,
+    peering_role,
+    peering_summary,
+    token_summary,
+)
+
+
+def operation_for(existing, regenerate):
+    if not existing:
+        return "generate"
+    state = existing.get("State")
+    if state == "TERMINATED":
+        return "recreate"
+    if state == "DELETING":
+        return "generate"
+    if state in LIVE_STATES and not regenerate:
+        return "none"
+    return "regenerate"
+
+
+def present(module, client):
+    p = module.params
+    name = p["peer_name"]
+    meta = normalize_meta(p["meta"])
+    existing = client.get_peering(name)
+    before = peering_summary(existing)
+    # A peering being deleted is waited for below, whichever side it was.
+    if existing and existing.get("State") != "DELETING" and peering_role(existing) == "dialer":
+        raise ConsulError(MSG_NAME_IS_DIALER.format(name=name))
+    operation = operation_for(existing, p["regenerate"])
+    # Consul keeps the Meta a peering was created with; a later generation cannot change it.
+    if existing and operation in ("none", "regenerate") and meta is not None and before["meta"] != meta:
+        module.warn("meta of the existing peering %r differs from the requested meta; Consul sets meta only when "
+                    "a peering is created (delete it with state=absent and generate again to change it)" % name)
+    after_view = dict(peering_diff_view(before) or dict(name=name, role="acceptor"),
+                      state="PENDING" if operation != "none" else before.get("state"))
+    if operation in ("generate", "recreate"):
+        after_view["meta"] = meta or {}
+    result = dict(changed=operation != "none", operation=operation, peering=before,
+                  diff=dict(before=peering_diff_view(before), after=after_view))
+    if operation == "none" or module.check_mode:
+        return result
+
+    if existing and existing.get("State") == "TERMINATED":
+        # A token for a terminated peering is refused when used: the peering must be made anew.
+        delete_peering_and_wait(client, name, p["wait_timeout"])
+    elif existing and existing.get("State") == "DELETING":
+        wait_peering_gone(client, name, p["wait_timeout"])
+
+    token = client.generate_peering_token(name, meta=meta,
+                                          server_external_addresses=p["server_external_addresses"])
+    try:
+        decoded = decode_token(token)
+    except TokenError as e:
+        raise ConsulError("Consul generated a peering token this module cannot read: %s" % e)
+    client.add_secret(decoded.get("EstablishmentSecret"))
+    after = peering_summary(client.get_peering(name))
+    result.update(peering=after, peering_token=token, token_info=token_summary(decoded))
+    result["diff"]["after"] = peering_diff_view(after)
+    return result
+
+
+def logic(module, client):
+    p = module.params
+    if p["state"] == "absent":
+        result = remove_peering(client, p["peer_name"], p["wait_timeout"], module.check_mode)
+    else:
+        result = present(module, client)
+    if not module._diff:
+        result.pop("diff", None)
+    return result
+
+
+def main():
+    module = new_module(dict(
+        peer_name=dict(type="str", required=True),
+        meta=dict(type="dict"),
+        server_external_addresses=dict(type="list", elements="str"),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        regenerate=dict(type="bool", default=False),
+        wait_timeout=dict(type="int", default=60),
+    ))
+    problem = peer_name_problem(module.params["peer_name"])
+    if problem:
+        module.fail_json(msg=problem)
+    run_module(module, logic)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) seed.consul_peering contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""peering_info through its real main(), with Consul's HTTP API stubbed."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.seed.consul_peering.plugins.modules import peering_info
+
+from ..peering_stubs import FakeSession, Resp, acceptor, dialer, not_found, ok, run
+
+NAME = "cluster-02"
+PATH = "/v1/peering/" + NAME
+
+
+def test_list_all_is_one_get(capsys):
+    session = FakeSession(("GET", "/v1/peerings", ok([acceptor(NAME), dialer("cluster-03")])))
+    rc, result, dummy = run(peering_info, {}, session, capsys)
+    assert rc == 0
+    assert result["changed"] is False
+    assert [p["name"] for p in result["peerings"]] == [NAME, "cluster-03"]
+    assert [p["role"] for p in result["peerings"]] == ["acceptor", "dialer"]
+    assert session.methods() == ["GET"]
+
+
+def test_list_empty(capsys):
+    session = FakeSession(("GET", "/v1/peerings", ok([])))
+    rc, result, dummy = run(peering_info, {}, session, capsys)
+    assert result["peerings"] == []
+
+
+def test_one_by_name_is_one_get(capsys):
+    session = FakeSession(("GET", PATH, ok(acceptor(NAME))))
+    rc, result, dummy = run(peering_info, dict(peer_name=NAME), session, capsys)
+    assert rc == 0
+    assert result["exists"] is True
+    assert result["peering"]["state"] == "ACTIVE"
+    assert result["peering"]["exported_services"] == ["web"]
+    assert session.methods() == ["GET"]
+
+
+def test_not_found_is_not_a_failure(capsys):
+    session = FakeSession(("GET", PATH, not_found(NAME)))
+    rc, result, dummy = run(peering_info, dict(peer_name=NAME), session, capsys)
+    assert rc == 0
+    assert result["exists"] is False
+    assert result["peering"] == {}
+
+
+def test_wait_for_active_polls(capsys):
+    session = FakeSession(
+        ("GET", PATH, not_found(NAME)),
+        ("GET", PATH, ok(acceptor(NAME, state="PENDING"))),
+        ("GET", PATH, ok(acceptor(NAME, state="ACTIVE"))),
+    )
+    rc, result, dummy = run(peering_info, dict(peer_name=NAME, wait_for="active"), session, capsys)
+    assert rc == 0
+    assert result["exists"] is True
+    assert result["peering"]["state"] == "ACTIVE"
+    assert "waited" in result
+
+
+def test_wait_for_active_already_active_is_one_get(capsys):
+    session = FakeSession(("GET", PATH, ok(acceptor(NAME))))
+    run(peering_info, dict(peer_name=NAME, wait_for="active"), session, capsys)
+    assert session.methods() == ["GET"]
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    (not_found(NAME), "no peering named 'cluster-02' exists"),
+    (ok(acceptor(NAME, state="PENDING")), "is PENDING, not ACTIVE"),
+    (ok(acceptor(NAME, state="TERMINATED")), "the other cluster deleted the peering"),
+])
+def test_wait_for_active_times_out_clearly(capsys, answer, fragment):
+    session = FakeSession(("GET", PATH, answer))
+    rc, result, dummy = run(peering_info, dict(peer_name=NAME, wait_for="active", wait_timeout=0), session, capsys)
+    assert rc == 1
+    assert fragment in result["msg"]
+
+
+def test_wait_for_needs_a_name(capsys):
+    session = FakeSession()
+    rc, result, dummy = run(peering_info, dict(wait_for="active"), session, capsys)
+    assert rc == 1
+    assert "peer_name" in result["msg"]
+    assert session.calls == []
+
+
+def test_invalid_name_sends_nothing(capsys):
+    session = FakeSession()
+    rc, result, dummy = run(peering_info, dict(peer_name="Not_Valid"), session, capsys)
+    assert rc == 1
+    assert "not a valid peer name" in result["msg"]
+    assert session.calls == []
+
+
+def test_missing_read_permission_is_named(capsys):
+    text = "Permission denied: anonymous token lacks permission 'peering:read'. The anonymous token is used " \
+           "implicitly when a request does not specify a token."
+    session = FakeSession(("GET", PATH, Resp(403, text=text)))
+    rc, result, dummy = run(peering_info, dict(peer_name=NAME), session, capsys)
+    assert rc == 1
+    assert "lacks permission 'peering:read'" in result["msg"]
+    assert result["status"] == 403
+
+
+def test_check_mode_reads_the_same(capsys):
+    session = FakeSession(("GET", PATH, ok(acceptor(NAME))))
+    rc, result, dummy = run(peering_info, dict(peer_name=NAME), session, capsys, check_mode=True)
+    assert rc == 0
+    assert result["exists"] is True
