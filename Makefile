@@ -88,7 +88,7 @@ integration: venv
 molecule: venv collection-link
 	@if [ -d extensions/molecule ] && ls extensions/molecule/*/molecule.yml >/dev/null 2>&1; then \
 	  echo "[molecule] molecule test --all"; \
-	  cd extensions && $(BIN)/molecule test --all; \
+	  cd extensions && NO_COLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 $(BIN)/molecule test --all; \
 	else echo "[molecule] no scenario yet"; fi
 
 # --- demo ------------------------------------------------------------------

@@ -16,7 +16,11 @@ description:
   - A peering that does not exist is not an error; RV(exists) is V(false).
   - With O(wait_for=active), waits until the peering is V(ACTIVE), and fails naming the likely
     cause when it is not within O(wait_timeout) seconds.
-  - Never changes anything. Requires the ACL permission C(peering:read).
+  - With O(expect_services), checks that the services the peer exports to this cluster are
+    really visible here (C(GET /v1/health/service/<name>?peer=<peer_name>)), waiting up to
+    O(wait_timeout) seconds, and fails listing the ones that are missing.
+  - Never changes anything. Requires the ACL permission C(peering:read), and C(service:read) and
+    C(node:read) for O(expect_services).
 author:
   - seed.consul_peering contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -49,9 +53,17 @@ options:
       - Requires O(peer_name).
     type: str
     choices: [active]
+  expect_services:
+    description:
+      - Services the peer O(peer_name) exports to this cluster. Each must appear in this cluster's
+        health API for that peer (C(/v1/health/service/<name>?peer=<peer_name>)) within
+        O(wait_timeout) seconds; the module fails naming every one that does not.
+      - Requires O(peer_name).
+    type: list
+    elements: str
   wait_timeout:
     description:
-      - Seconds to wait with O(wait_for).
+      - Seconds to wait with O(wait_for) and O(expect_services).
     type: int
     default: 60
 seealso:
@@ -79,6 +91,13 @@ EXAMPLES = r"""
   loop:
     - {url: "http://consul-01.example.com:8500", peer: cluster-02}
     - {url: "http://consul-02.example.com:8500", peer: cluster-01}
+
+- name: Check the dialing cluster sees what the acceptor exports to it
+  seed.consul_peering.peering_info:
+    url: http://consul-02.example.com:8500
+    peer_name: cluster-01
+    expect_services: [backend, payments]
+    wait_timeout: 60
 
 - name: List every peering of the cluster
   seed.consul_peering.peering_info:
@@ -173,16 +192,25 @@ peerings:
   type: list
   elements: dict
 waited:
-  description: Seconds spent waiting with O(wait_for).
-  returned: when O(wait_for) is given
+  description: Seconds spent waiting with O(wait_for) and O(expect_services).
+  returned: when O(wait_for) or O(expect_services) is given
   type: float
+visible_services:
+  description: The services of O(expect_services) that are visible from the peer, sorted.
+  returned: when O(expect_services) is given
+  type: list
+  elements: str
+  sample: [backend, payments]
 """
+
+from urllib.parse import quote
 
 from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import (
     ConsulError,
     new_module,
     run_module,
     wait_for_peering,
+    wait_until,
 )
 from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import (
     not_active_message,
@@ -206,7 +234,32 @@ def logic(module, client):
     else:
         peering = client.get_peering(name)
     result.update(exists=bool(peering), peering=peering_summary(peering))
+    if p["expect_services"]:
+        visible, waited = wait_for_imports(client, name, p["expect_services"], p["wait_timeout"])
+        result.update(visible_services=visible, waited=round(result.get("waited", 0) + waited, 1))
     return result
+
+
+def wait_for_imports(client, name, services, timeout):
+    """Poll the health API until every service is visible from the peer; fail naming the missing ones."""
+    wanted = sorted(set(services))
+    seen = set()
+
+    def probe():
+        for svc in wanted:
+            if svc not in seen and client.get("/v1/health/service/" + quote(svc, safe=""), query={"peer": name}):
+                seen.add(svc)
+        return len(seen) == len(wanted)
+
+    done, waited = wait_until(probe, timeout, sleep=client.sleep)
+    if not done:
+        missing = [s for s in wanted if s not in seen]
+        raise ConsulError(
+            "after %ds, %s exported by peer %r %s not visible on this cluster "
+            "(GET /v1/health/service/<name>?peer=%s is empty): check the peer's exported-services entry "
+            "names this cluster as a consumer, and that the peering is ACTIVE"
+            % (waited, ", ".join(missing), name, "is" if len(missing) == 1 else "are", name))
+    return wanted, waited
 
 
 def main():
@@ -214,9 +267,10 @@ def main():
         dict(
             peer_name=dict(type="str"),
             wait_for=dict(type="str", choices=["active"]),
+            expect_services=dict(type="list", elements="str"),
             wait_timeout=dict(type="int", default=60),
         ),
-        required_by=dict(wait_for=["peer_name"]),
+        required_by=dict(wait_for=["peer_name"], expect_services=["peer_name"]),
     )
     if module.params["peer_name"] is not None:
         problem = peer_name_problem(module.params["peer_name"])

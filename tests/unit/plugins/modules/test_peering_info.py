@@ -112,3 +112,44 @@ def test_check_mode_reads_the_same(capsys):
     rc, result, dummy = run(peering_info, dict(peer_name=NAME), session, capsys, check_mode=True)
     assert rc == 0
     assert result["exists"] is True
+
+
+def _health(service, peer="cluster-02"):
+    return ok([{"Node": {"Node": "n1"}, "Service": {"Service": service, "PeerName": peer}, "Checks": []}])
+
+
+def test_expect_services_polls_until_every_service_is_visible(capsys):
+    session = FakeSession(
+        ("GET", PATH, ok(dialer(NAME))),
+        ("GET", "/v1/health/service/api", _health("api")),
+        ("GET", "/v1/health/service/web", ok([])),
+        ("GET", "/v1/health/service/web", _health("web")),
+    )
+    rc, result, dummy = run(peering_info, dict(peer_name=NAME, expect_services=["web", "api"]), session, capsys)
+    assert rc == 0, result
+    assert result["visible_services"] == ["api", "web"]
+    assert result["changed"] is False
+    # each service is asked for the named peer, and a visible one is not asked again
+    assert [c.params.get("peer") for c in session.calls[1:]] == [NAME, NAME, NAME]
+    assert session.unexpected == []
+
+
+def test_expect_services_names_what_is_missing(capsys):
+    session = FakeSession(
+        ("GET", PATH, ok(dialer(NAME))),
+        ("GET", "/v1/health/service/api", _health("api")),
+        ("GET", "/v1/health/service/web", ok([])),
+    )
+    rc, result, dummy = run(peering_info, dict(peer_name=NAME, expect_services=["web", "api"], wait_timeout=0),
+                            session, capsys)
+    assert rc == 1
+    assert "web exported by peer 'cluster-02' is not visible" in result["msg"]
+    assert "api" not in result["msg"].split("is not visible")[0]
+
+
+def test_expect_services_needs_a_name(capsys):
+    session = FakeSession()
+    rc, result, dummy = run(peering_info, dict(expect_services=["web"]), session, capsys)
+    assert rc == 1
+    assert "peer_name" in result["msg"]
+    assert session.calls == []
