@@ -26,7 +26,8 @@ from collections import Counter
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-STATE = os.path.join(ROOT, "lab", ".state")
+# lab.sh honours LAB_STATE_DIR / LAB_PORT_BASE, so parallel checkouts (or developers) each get their own lab.
+STATE = os.environ.get("LAB_STATE_DIR") or os.path.join(ROOT, "lab", ".state")
 VENV_BIN = os.path.dirname(sys.executable)
 
 
