@@ -189,7 +189,9 @@ def test_bad_peer_name_fails_before_any_write(ansible, pair, tmp_path):
 @pytest.fixture
 def star(tmp_path):
     """A separate lab of one acceptor and three dialers (LAB_CLUSTERS=4)."""
-    env = dict(os.environ, LAB_CLUSTERS="4", LAB_PORT_BASE="20000",
+    # 500 above the main lab's base (20000 when none is set), so parallel labs do not collide.
+    base = int(os.environ.get("LAB_PORT_BASE") or 19500) + 500
+    env = dict(os.environ, LAB_CLUSTERS="4", LAB_PORT_BASE=str(base),
                LAB_STATE_DIR=str(tmp_path / "star-lab"))
     subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "up"], env=env, check=True, timeout=300)
     lab = read_env_file(str(tmp_path / "star-lab" / "env"))
