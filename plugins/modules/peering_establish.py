@@ -8,6 +8,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: peering_establish
+version_added: 0.1.0
 short_description: Establish a cluster peering on the dialing Consul cluster
 description:
   - Establishes a Consul cluster peering on the dialing side with a token generated on the

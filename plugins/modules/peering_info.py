@@ -8,6 +8,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: peering_info
+version_added: 0.1.0
 short_description: Read Consul cluster peerings
 description:
   - Reads one cluster peering by name, or lists all peerings of the cluster, with their state,

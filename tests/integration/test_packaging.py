@@ -1,0 +1,270 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) seed.consul_peering contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The collection as users get it: built tarball, installed with ansible-galaxy, used by FQCN.
+
+The tarball is built from a copy of the working tree (the files git would commit) in which every
+local output that galaxy.yml's build_ignore must keep out has been planted, so the member-list
+checks bite even on a clean checkout. Everything after the build uses only the installed copy:
+a collections path that holds nothing but what `ansible-galaxy collection install` put there.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+import yaml
+
+from conftest import ROOT, VENV_BIN
+
+# Local outputs and tool caches that must never be in the tarball (path in the tree -> planted file).
+PLANTED = [
+    ".venv/bin/python",
+    ".venv-2.16/bin/python",
+    ".ansible/collections/x.txt",
+    ".cache/x.txt",
+    ".pytest_cache/v/cache/nodeids",
+    "lab/.state/env",
+    "lab/.state/cluster1/consul.log",
+    "tests/output/sanity/x.txt",
+    "docs/build/html/index.html",
+    "bench/results/run.json",
+    "collections/ansible_collections/seed/x.txt",
+    "ansible_collections/seed/x.txt",
+    "context/Containerfile",
+    "seed-consul_peering-0.0.1.tar.gz",
+    "plugins/modules/__pycache__/peering_info.cpython-311.pyc",
+    "plugins/module_utils/stale.pyc",
+]
+FORBIDDEN_PARTS = {".venv", ".ansible", ".cache", ".pytest_cache", ".git", "__pycache__", "collections",
+                   "ansible_collections", "context"}
+
+
+def run(cmd, env=None, cwd=None, timeout=300):
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, "%s failed (rc %d):\n%s\n%s" % (
+        cmd, proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:])
+    return proc
+
+
+def tree_copy(dest):
+    """The files git would commit (tracked and untracked, not ignored), copied to dest."""
+    files = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for f in files:
+        src = os.path.join(ROOT, f)
+        if f and os.path.isfile(src) and not os.path.islink(src):
+            os.makedirs(os.path.join(dest, os.path.dirname(f)), exist_ok=True)
+            with open(src, "rb") as a, open(os.path.join(dest, f), "wb") as b:
+                b.write(a.read())
+    return dest
+
+
+def clean_env(collections_path, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "CONSUL_"))}
+    env.update({
+        "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
+        "ANSIBLE_COLLECTIONS_PATH": collections_path,
+        # Only the install: not the collections that sit beside sys.path entries or in ~/.ansible.
+        "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "False",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+    })
+    return env
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """{tarball, members, src} for a tarball built from a copy of the tree with local outputs planted."""
+    base = tmp_path_factory.mktemp("packaging")
+    src = tree_copy(str(base / "src"))
+    for rel in PLANTED:
+        path = os.path.join(src, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write("local output, must not be packaged\n")
+    out = base / "dist"
+    run([os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(out), src],
+        env=clean_env(str(base / "none"), base))
+    tarballs = glob.glob(str(out / "*.tar.gz"))
+    assert len(tarballs) == 1, tarballs
+    with tarfile.open(tarballs[0]) as tar:
+        members = sorted(m.name.rstrip("/") for m in tar.getmembers())
+    return {"tarball": tarballs[0], "members": members, "src": src, "base": base}
+
+
+@pytest.fixture(scope="module")
+def installed(built):
+    """A fresh collections path holding only the installed tarball."""
+    path = str(built["base"] / "installed")
+    run([os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "install", "--offline", "-p", path,
+         built["tarball"]], env=clean_env(path, built["base"]))
+    return path
+
+
+def test_tarball_has_the_collection_and_no_local_output(built):
+    members = built["members"]
+    with open(os.path.join(ROOT, "galaxy.yml")) as f:
+        galaxy = yaml.safe_load(f)
+    assert os.path.basename(built["tarball"]) == "seed-consul_peering-%s.tar.gz" % galaxy["version"]
+    for rel in PLANTED:
+        assert rel not in members, "%s was packaged" % rel
+    outputs = ("lab/.state", "tests/output", "docs/build", "bench/results")
+    bad = [m for m in members if FORBIDDEN_PARTS & set(m.split("/")) or m.endswith((".pyc", ".tar.gz"))
+           or any(m == d or m.startswith(d + "/") for d in outputs) or m.split("/")[0].startswith(".venv")]
+    assert bad == [], bad
+    modules = sorted(os.path.basename(p) for p in glob.glob(os.path.join(built["src"], "plugins", "modules", "*.py")))
+    expected = ["MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.md", "meta/runtime.yml",
+                "meta/execution-environment.yml", "meta/ee-requirements.txt",
+                "plugins/doc_fragments/consul.py", "plugins/module_utils/consul_api.py",
+                "roles/cluster_peering/meta/argument_specs.yml", "roles/cluster_peering/tasks/main.yml",
+                "playbooks/peer_clusters.yml", "changelogs/changelog.yaml"]
+    expected += ["plugins/modules/" + m for m in modules]
+    missing = [m for m in expected if m not in members]
+    assert missing == [], missing
+    # Small: every member is a file of the tree (or a directory of one) or galaxy's own manifests.
+    files = [m for m in members if os.path.isfile(os.path.join(built["src"], m))]
+    dirs = [m for m in members if os.path.isdir(os.path.join(built["src"], m))]
+    assert sorted(files + dirs + ["FILES.json", "MANIFEST.json"]) == members
+
+
+def test_installed_collection_runs_a_module_by_fqcn(installed, lab, tmp_path):
+    env = clean_env(installed, tmp_path)
+    doc = json.loads(run([os.path.join(VENV_BIN, "ansible-doc"), "--json", "seed.consul_peering.peering_info"],
+                         env=env, cwd=str(tmp_path)).stdout)
+    filename = doc["seed.consul_peering.peering_info"]["doc"]["filename"]
+    assert filename.startswith(os.path.join(installed, "ansible_collections", "seed", "consul_peering")), filename
+
+    proc = run([os.path.join(VENV_BIN, "ansible"), "localhost", "-m", "seed.consul_peering.peering_info",
+                "-a", "url=%s" % lab["ACCEPTOR_URL"], "-e", "ansible_python_interpreter=%s" % os.path.join(VENV_BIN, "python"),
+                "--one-line"], env=env, cwd=str(tmp_path))
+    out = proc.stdout
+    assert "localhost | SUCCESS" in out, out
+    result = json.loads(out[out.index("{"):])
+    assert result["changed"] is False and isinstance(result["peerings"], list), result
+
+
+def test_ansible_doc_lists_every_module(installed, built, tmp_path):
+    env = clean_env(installed, tmp_path)
+    listed = json.loads(run([os.path.join(VENV_BIN, "ansible-doc"), "-l", "--json", "seed.consul_peering"],
+                            env=env, cwd=str(tmp_path)).stdout)
+    modules = sorted("seed.consul_peering." + os.path.basename(p)[:-3]
+                     for p in glob.glob(os.path.join(built["src"], "plugins", "modules", "*.py")))
+    assert sorted(listed) == modules
+    assert all(listed[m] for m in modules), listed  # every one has a short description
+
+
+def test_role_argument_spec_renders(installed, tmp_path):
+    env = clean_env(installed, tmp_path)
+    out = run([os.path.join(VENV_BIN, "ansible-doc"), "-t", "role", "seed.consul_peering.cluster_peering"],
+              env=env, cwd=str(tmp_path)).stdout
+    with open(os.path.join(ROOT, "roles", "cluster_peering", "meta", "argument_specs.yml")) as f:
+        spec = yaml.safe_load(f)["argument_specs"]["main"]
+    assert spec["short_description"] in out, out[:2000]
+    for option in spec["options"]:
+        assert option in out, option
+
+
+# --- the oldest ansible-core that meta/runtime.yml claims ----------------------------------------
+
+# The newest patch release of the oldest claimed minor (requires_ansible: ">=2.16.0").
+OLDEST_CORE = "2.16.19"
+OLD_VENV = os.path.join(ROOT, ".venv-2.16")  # git-ignored and build_ignored (.venv-*)
+# ansible-core 2.19 added ansible.module_utils.testing.patch_module_args, which the unit tests use;
+# on older releases this test harness shim (the same contract on the older _ANSIBLE_ARGS hook) is
+# added to .venv-2.16 only. It touches the test harness, not what the modules run on.
+PATCH_MODULE_ARGS_SHIM = '''# Added by tests/integration/test_packaging.py: patch_module_args for ansible-core < 2.19.
+from __future__ import annotations
+
+import contextlib
+import json
+
+from ansible.module_utils import basic
+from ansible.module_utils.common.text.converters import to_bytes
+
+
+@contextlib.contextmanager
+def patch_module_args(args=None):
+    args = dict(args or {})
+    args.setdefault("_ansible_remote_tmp", "/tmp")
+    args.setdefault("_ansible_keep_remote_files", False)
+    saved = basic._ANSIBLE_ARGS
+    basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    try:
+        yield
+    finally:
+        basic._ANSIBLE_ARGS = saved
+'''
+
+
+def pinned(requirements, name):
+    with open(os.path.join(ROOT, requirements)) as f:
+        for line in f:
+            if line.split("==")[0].strip().lower() == name:
+                return line.strip()
+    raise AssertionError("%s is not pinned in %s" % (name, requirements))
+
+
+@pytest.fixture(scope="module")
+def old_core():
+    """.venv-2.16 with ansible-core OLDEST_CORE, requests and pytest as pinned for .venv (made once)."""
+    python = os.path.join(OLD_VENV, "bin", "python")
+    want = ["ansible-core==" + OLDEST_CORE, pinned("requirements.txt", "requests"),
+            pinned("requirements-test.txt", "pytest")]
+    marker = os.path.join(OLD_VENV, ".installed")
+    have = open(marker).read().split() if os.path.exists(marker) else []
+    if have != want:
+        if not os.path.exists(python):
+            run([sys.executable, "-m", "venv", OLD_VENV])
+        run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"] + want, timeout=600)
+        with open(marker, "w") as f:
+            f.write("\n".join(want))
+    site = run([python, "-c", "import ansible, os; print(os.path.dirname(ansible.__file__))"]).stdout.strip()
+    shim = os.path.join(site, "module_utils", "testing.py")
+    if not os.path.exists(shim):
+        with open(shim, "w") as f:
+            f.write(PATCH_MODULE_ARGS_SHIM)
+    return os.path.join(OLD_VENV, "bin")
+
+
+def test_oldest_claimed_ansible_core_is_the_tested_one(old_core):
+    with open(os.path.join(ROOT, "meta", "runtime.yml")) as f:
+        claim = yaml.safe_load(f)["requires_ansible"]
+    assert claim == ">=%s.0" % OLDEST_CORE.rsplit(".", 1)[0], claim
+    out = run([os.path.join(old_core, "ansible"), "--version"]).stdout
+    assert out.splitlines()[0].startswith("ansible [core %s]" % OLDEST_CORE), out
+
+
+def test_unit_tests_pass_on_oldest_ansible_core(old_core, tmp_path):
+    proc = run([os.path.join(old_core, "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                os.path.join(ROOT, "tests", "unit")], cwd=ROOT, timeout=600,
+               env=dict({k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
+                        ANSIBLE_LOCAL_TEMP=str(tmp_path / "t")))
+    assert " passed" in proc.stdout.splitlines()[-1], proc.stdout[-2000:]
+
+
+def test_installed_collection_works_on_oldest_ansible_core(old_core, built, lab, tmp_path):
+    path = str(tmp_path / "installed")
+    env = clean_env(path, tmp_path)
+    env["PATH"] = old_core + os.pathsep + env["PATH"]
+    run([os.path.join(old_core, "ansible-galaxy"), "collection", "install", "--offline", "-p", path,
+         built["tarball"]], env=env)
+    proc = run([os.path.join(old_core, "ansible"), "localhost", "-m", "seed.consul_peering.peering_info",
+                "-a", "url=%s" % lab["ACCEPTOR_URL"], "-e", "ansible_python_interpreter=%s" % os.path.join(old_core, "python"),
+                "--one-line"], env=env, cwd=str(tmp_path))
+    out = proc.stdout
+    assert "localhost | SUCCESS" in out, out
+    assert json.loads(out[out.index("{"):])["changed"] is False
+    doc = run([os.path.join(old_core, "ansible-doc"), "-t", "role", "seed.consul_peering.cluster_peering"],
+              env=env, cwd=str(tmp_path)).stdout
+    assert "cluster_peering_acceptors_group" in doc
