@@ -11,6 +11,13 @@
 #   LAB_STATE_DIR  where configs, data, logs and pid files live (default lab/.state)
 #   LAB_WAIT       seconds `up` waits for each cluster to become ready (default 60)
 #   LAB_STOP_WAIT  seconds `down` waits after SIGTERM before SIGKILL (default 20)
+#   LAB_ACL        1: ACLs on (default policy deny); `up` bootstraps a management token per
+#                  cluster and makes least-privilege tokens (files, mode 0600; paths in the env file)
+#   LAB_TLS        1: the HTTP API is served over HTTPS only, with a CA and certificates made by
+#                  `consul tls` at `up` (CLUSTER<i>_URL=https://..., CLUSTER<i>_CACERT, client cert/key)
+#   LAB_MTLS       1: like LAB_TLS, and HTTPS requires a client certificate (verify_incoming)
+#                  The variants combine; see docs/lab.md. A running lab keeps its variant:
+#                  `up` with other settings refuses until `down`.
 #   CONSUL_BIN     consul binary to use (otherwise lab/consul.sh finds or builds one)
 set -euo pipefail
 
@@ -64,6 +71,19 @@ load_settings() {
     [ -n "${LAB_CLUSTERS:-}" ] || LAB_CLUSTERS=$(env_file_value LAB_CLUSTERS || true)
     [ -n "${LAB_PORT_BASE:-}" ] || LAB_PORT_BASE=$(env_file_value LAB_PORT_BASE || true)
   fi
+  if [ "$from_file" = yes ]; then
+    [ -n "${LAB_ACL:-}" ] || LAB_ACL=$(env_file_value LAB_ACL || true)
+    [ -n "${LAB_TLS:-}" ] || LAB_TLS=$(env_file_value LAB_TLS || true)
+    [ -n "${LAB_MTLS:-}" ] || LAB_MTLS=$(env_file_value LAB_MTLS || true)
+  fi
+  ACL=${LAB_ACL:-0} TLS=${LAB_TLS:-0} MTLS=${LAB_MTLS:-0}
+  local v
+  for v in ACL TLS MTLS; do
+    case ${!v} in 0|1) ;; *) die "LAB_$v must be 0 or 1 (got '${!v}')" ;; esac
+  done
+  # Client certificates only make sense over HTTPS.
+  if [ "$MTLS" = 1 ]; then TLS=1; fi
+  VARIANT="LAB_ACL=$ACL LAB_TLS=$TLS LAB_MTLS=$MTLS"
   N=${LAB_CLUSTERS:-2}
   BASE=${LAB_PORT_BASE:-18000}
   WAIT=${LAB_WAIT:-60}
@@ -73,6 +93,11 @@ load_settings() {
   fi
   if ! is_uint "$BASE" || [ "$BASE" -lt 1024 ] || [ $((BASE + 100 * N + 99)) -gt 65535 ]; then
     die "LAB_PORT_BASE=$BASE with LAB_CLUSTERS=$N gives ports outside 1024..65535"
+  fi
+  CURL_TLS=()
+  if [ "$TLS" = 1 ]; then
+    CURL_TLS=(--cacert "$(ca_path)")
+    if [ "$MTLS" = 1 ]; then CURL_TLS+=(--cert "$(client_cert_path)" --key "$(client_key_path)"); fi
   fi
   if ! is_uint "$WAIT" || [ "$WAIT" -lt 1 ]; then die "LAB_WAIT must be a positive integer (got '$WAIT')"; fi
   if ! is_uint "$STOP_WAIT" || [ "$STOP_WAIT" -lt 1 ]; then
@@ -85,9 +110,19 @@ load_settings() {
 port() { echo $((BASE + 100 * $1 + $2)); }
 cdir() { echo "$STATE/cluster$1"; }
 cfg_path() { echo "$STATE/cluster$1/consul.hcl"; }
+tok_dir() { echo "$STATE/cluster$1/acl"; }
+tok_path() { echo "$STATE/cluster$1/acl/$2.token"; }
+tls_dir() { echo "$STATE/tls"; }
+ca_path() { echo "$STATE/tls/consul-agent-ca.pem"; }
+client_cert_path() { echo "$STATE/tls/dc1-client-consul-0.pem"; }
+client_key_path() { echo "$STATE/tls/dc1-client-consul-0-key.pem"; }
+server_cert_path() { echo "$STATE/cluster$1/tls/dc$1-server-consul-0.pem"; }
+server_key_path() { echo "$STATE/cluster$1/tls/dc$1-server-consul-0-key.pem"; }
 pid_path() { echo "$STATE/cluster$1/consul.pid"; }
 log_path() { echo "$STATE/cluster$1/consul.log"; }
-url() { echo "http://127.0.0.1:$(port "$1" $OFF_HTTP)"; }
+url() {
+  if [ "$TLS" = 1 ]; then echo "https://127.0.0.1:$(port "$1" $OFF_HTTP)"; else echo "http://127.0.0.1:$(port "$1" $OFF_HTTP)"; fi
+}
 dc() { echo "dc$1"; }
 
 all_ports() {
@@ -115,8 +150,12 @@ disable_update_check   = true
 enable_script_checks   = false
 
 ports {
-  http             = $(port "$i" $OFF_HTTP)
-  https            = -1
+$(if [ "$TLS" = 1 ]; then
+    printf '  # HTTPS only, on the port plain labs use for HTTP.\n'
+    printf '  http             = -1\n  https            = %s\n' "$(port "$i" $OFF_HTTP)"
+  else
+    printf '  http             = %s\n  https            = -1\n' "$(port "$i" $OFF_HTTP)"
+  fi)
   dns              = $(port "$i" $OFF_DNS)
   serf_lan         = $(port "$i" $OFF_SERF_LAN)
   serf_wan         = $(port "$i" $OFF_SERF_WAN)
@@ -148,6 +187,30 @@ performance {
   raft_multiplier = 1
 }
 EOF
+  if [ "$ACL" = 1 ]; then
+    cat <<EOF
+
+acl {
+  enabled                  = true
+  default_policy           = "deny"
+  enable_token_persistence = true
+}
+EOF
+  fi
+  if [ "$TLS" = 1 ]; then
+    # Only the HTTPS API: gRPC TLS (peering) keeps serving the Connect CA's certificate.
+    cat <<EOF
+
+tls {
+  https {
+    ca_file         = "$(ca_path)"
+    cert_file       = "$(server_cert_path "$i")"
+    key_file        = "$(server_key_path "$i")"
+    verify_incoming = $([ "$MTLS" = 1 ] && echo true || echo false)
+  }
+}
+EOF
+  fi
 }
 
 # --- processes -----------------------------------------------------------------
@@ -158,7 +221,7 @@ is_ours() {
   local pid=$1 cfg=$2
   is_uint "$pid" || return 1
   [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "-config-file=$cfg"
+  tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | grep -qxF -- "-config-file=$cfg"
 }
 
 # The agent for cluster i: from its pid file, else found by its config path
@@ -186,7 +249,7 @@ all_our_agents() {
       case $arg in
         "-config-file=$STATE/cluster"*/consul.hcl) cfg=${arg#-config-file=}; break ;;
       esac
-    done <"$p/cmdline" 2>/dev/null || true
+    done 2>/dev/null <"$p/cmdline" || true
     if [ -n "$cfg" ]; then echo "${p#/proc/} $cfg"; fi
   done
   return 0
@@ -234,7 +297,116 @@ start_agent() {
 }
 
 http_get() {
-  curl -fsS --max-time 3 "$1" 2>/dev/null
+  curl -fsS --max-time 3 "${CURL_TLS[@]}" "$1" 2>/dev/null
+}
+
+# --- TLS material (made by the consul binary itself) -----------------------------
+
+# One CA for the whole lab (so one CONSUL_CACERT serves every cluster), made once
+# per lab life; one client certificate for mTLS; a server certificate per cluster.
+make_ca() {
+  local d; d=$(tls_dir)
+  if [ -s "$(ca_path)" ] && [ -s "$(client_cert_path)" ]; then return 0; fi
+  rm -rf "$d"; mkdir -p "$d"; chmod 700 "$d"
+  (cd "$d" && "$CONSUL_BIN" tls ca create -days 30 >/dev/null && "$CONSUL_BIN" tls cert create -client -days 30 >/dev/null) \
+    || die "consul tls ca create / cert create -client failed in $d"
+  chmod 600 "$d"/*-key.pem
+  say "TLS: CA $(ca_path), client certificate $(client_cert_path)"
+}
+
+make_server_cert() {
+  local i=$1 d; d=$(cdir "$i")/tls
+  mkdir -p "$d"; chmod 700 "$d"
+  (cd "$d" && "$CONSUL_BIN" tls cert create -server -dc "$(dc "$i")" -days 30 \
+      -ca "$(ca_path)" -key "$(tls_dir)/consul-agent-ca-key.pem" >/dev/null 2>&1) \
+    || die "consul tls cert create -server -dc $(dc "$i") failed in $d"
+  chmod 600 "$(server_key_path "$i")"
+}
+
+# --- ACLs --------------------------------------------------------------------------
+
+# Least-privilege tokens made on every ACL lab cluster, by name. The rules are the
+# ones docs/acl.md proves per module (tests/integration/test_acl.py).
+ACL_ROLES=(peering peering_read exports intentions verify role)
+acl_rules() {
+  case $1 in
+    agent) printf 'node "lab-c%s" { policy = "write" }\nservice_prefix "" { policy = "read" }\n' "$2" ;;
+    peering) printf 'peering = "write"\n' ;;
+    peering_read) printf 'peering = "read"\n' ;;
+    exports) printf 'mesh = "write"\n' ;;
+    intentions) printf 'service_prefix "" {\n  policy     = "deny"\n  intentions = "write"\n}\n' ;;
+    verify) printf 'peering = "read"\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n' ;;
+    role) printf 'peering = "write"\nmesh = "write"\nservice_prefix "" {\n  policy     = "read"\n  intentions = "write"\n}\nnode_prefix "" { policy = "read" }\n' ;;
+  esac
+}
+
+# A JSON string literal (enough for the rules above: backslash, quote, newline).
+json_str() {
+  local s=$1
+  s=${s//\\/\\\\}; s=${s//\"/\\\"}; s=${s//$'\n'/\\n}
+  printf '"%s"' "$s"
+}
+
+# A new random secret into a file only we can read; never on a command line.
+new_secret_file() {
+  (umask 077 && tr -d '\n' </proc/sys/kernel/random/uuid >"$1")
+}
+
+# api METHOD URL HEADER_FILE BODY. The body goes to curl on stdin (a function argument
+# is no process argument). The answer (it may hold a secret) is discarded on success; on
+# failure its start, an error text, is kept in API_ERROR.
+API_ERROR=
+api() {
+  local method=$1 u=$2 hdr=$3 body=$4 out
+  local -a h=()
+  if [ -n "$hdr" ]; then h=(-H "@$hdr"); fi
+  if out=$(curl -sS --max-time 10 --fail-with-body "${CURL_TLS[@]}" "${h[@]}" -X "$method" --data-binary @- "$u" 2>&1 <<<"$body"); then
+    return 0
+  fi
+  API_ERROR=${out:0:300}
+  return 1
+}
+
+acl_setup() {
+  local i=$1 d u mgmt hdr role start f
+  d=$(tok_dir "$i"); u=$(url "$i")
+  mkdir -p "$d"; chmod 700 "$d"
+  mgmt=$(tok_path "$i" management); hdr="$d/.management.header"
+  new_secret_file "$mgmt"
+  # printf is a builtin: the secret reaches curl through a file and stdin only.
+  (umask 077 && printf 'X-Consul-Token: %s\n' "$(cat "$mgmt")" >"$hdr")
+  start=$(date +%s)
+  # The ACL system may refuse the bootstrap for a moment after the election.
+  until api PUT "$u/v1/acl/bootstrap" "" "$(printf '{"BootstrapSecret": "%s"}' "$(cat "$mgmt")")"; do
+    if [ $(( $(date +%s) - start )) -ge "$WAIT" ]; then
+      fail_cluster "$i" "ACL bootstrap failed for ${WAIT}s: $API_ERROR"
+    fi
+    sleep 0.5
+  done
+  for role in agent "${ACL_ROLES[@]}"; do
+    api PUT "$u/v1/acl/policy" "$hdr" "$(printf '{"Name": "lab-%s", "Rules": %s}' "$role" "$(json_str "$(acl_rules "$role" "$i")")")" \
+      || fail_cluster "$i" "creating ACL policy lab-$role failed: $API_ERROR"
+    f=$(tok_path "$i" "$role")
+    new_secret_file "$f"
+    api PUT "$u/v1/acl/token" "$hdr" \
+      "$(printf '{"SecretID": "%s", "Description": "lab %s token", "Policies": [{"Name": "lab-%s"}]}' "$(cat "$f")" "$role" "$role")" \
+      || fail_cluster "$i" "creating the ACL token for lab-$role failed: $API_ERROR"
+  done
+  # The agent registers its node and services with its own token (persisted: enable_token_persistence).
+  api PUT "$u/v1/agent/token/agent" "$hdr" "$(printf '{"Token": "%s"}' "$(cat "$(tok_path "$i" agent)")")" \
+    || fail_cluster "$i" "setting the agent token failed: $API_ERROR"
+  say "cluster$i ACLs bootstrapped; tokens (mode 0600) in $d"
+}
+
+# A reused ACL cluster must still have its token files, and the management one must work.
+acl_check() {
+  local i=$1 role
+  for role in management agent "${ACL_ROLES[@]}"; do
+    [ -s "$(tok_path "$i" "$role")" ] \
+      || die "cluster$i runs with ACLs but its token file $(tok_path "$i" "$role") is missing; run '$prog down' first"
+  done
+  curl -fsS --max-time 5 "${CURL_TLS[@]}" -H "@$(tok_dir "$i")/.management.header" "$(url "$i")/v1/acl/token/self" >/dev/null 2>&1 \
+    || die "cluster$i's management token ($(tok_path "$i" management)) is not accepted; run '$prog down' first"
 }
 
 # Prints the leader address and succeeds once the cluster has a leader and its
@@ -296,7 +468,7 @@ stop_pids() {
 
 # Gone or a zombie (a zombie has no cmdline; its parent may not reap it at once).
 still_running() {
-  [ -r "/proc/$1/cmdline" ] && [ -n "$(tr -d '\0' <"/proc/$1/cmdline" 2>/dev/null)" ]
+  [ -r "/proc/$1/cmdline" ] && [ -n "$(tr -d '\0' 2>/dev/null <"/proc/$1/cmdline")" ]
 }
 
 # --- commands --------------------------------------------------------------------
@@ -310,6 +482,15 @@ cmd_up() {
   CONSUL_BIN=$(bash "$here/consul.sh") || die "no consul binary (lab/consul.sh failed)"
   [ -x "$CONSUL_BIN" ] || die "consul binary '$CONSUL_BIN' is not executable"
   take_lock
+
+  # A running lab keeps the variant it was started with.
+  local running_variant
+  if [ -n "$(all_our_agents)" ]; then
+    running_variant=$(cat "$STATE/variant" 2>/dev/null || echo "LAB_ACL=0 LAB_TLS=0 LAB_MTLS=0")
+    [ "$running_variant" = "$VARIANT" ] \
+      || die "the lab in $STATE runs with $running_variant, but this 'up' asks for $VARIANT; run '$prog down' first (or use the same settings)"
+  fi
+  echo "$VARIANT" >"$STATE/variant"
 
   # Clusters beyond LAB_CLUSTERS left from an earlier, larger lab.
   local d n
@@ -352,6 +533,10 @@ cmd_up() {
   done
 
   for i in "${to_start[@]}"; do check_ports_free "$i"; done
+  if [ "$TLS" = 1 ]; then
+    make_ca
+    for i in "${to_start[@]}"; do make_server_cert "$i"; done
+  fi
   for i in "${to_start[@]}"; do start_agent "$i"; to_wait+=("$i"); done
 
   # Wait for all of them together; each has its own LAB_WAIT budget from its start.
@@ -375,19 +560,33 @@ cmd_up() {
     [ ${#pending[@]} -gt 0 ] && sleep 0.5
   done
 
+  if [ "$ACL" = 1 ]; then
+    for i in $(seq 1 "$N"); do
+      if [[ " ${to_start[*]} " == *" $i "* ]]; then acl_setup "$i"; else acl_check "$i"; fi
+    done
+  fi
+
   write_env
   elapsed=$(( $(date +%s) - t0 ))
   say "up: $N cluster(s) ready in ${elapsed}s; environment in $ENV_FILE"
 }
 
 write_env() {
-  local i tmp
+  local i tmp role
   tmp=$(mktemp "$STATE/.env.XXXXXX")
   {
     echo "CONSUL_BIN=$CONSUL_BIN"
     echo "LAB_CLUSTERS=$N"
     echo "LAB_PORT_BASE=$BASE"
     echo "LAB_STATE_DIR=$STATE"
+    echo "LAB_ACL=$ACL"
+    echo "LAB_TLS=$TLS"
+    echo "LAB_MTLS=$MTLS"
+    if [ "$TLS" = 1 ]; then
+      echo "LAB_CACERT=$(ca_path)"
+      echo "LAB_CLIENT_CERT=$(client_cert_path)"
+      echo "LAB_CLIENT_KEY=$(client_key_path)"
+    fi
     echo "ACCEPTOR_URL=$(url 1)"
     if [ "$N" -ge 2 ]; then echo "DIALER_URL=$(url 2)"; fi
     for i in $(seq 1 "$N"); do
@@ -395,6 +594,19 @@ write_env() {
       echo "CLUSTER${i}_DC=$(dc "$i")"
       echo "CLUSTER${i}_GRPC_PORT=$(port "$i" $OFF_GRPC)"
       echo "CLUSTER${i}_GRPC_TLS_PORT=$(port "$i" $OFF_GRPC_TLS)"
+      if [ "$TLS" = 1 ]; then
+        echo "CLUSTER${i}_CACERT=$(ca_path)"
+        echo "CLUSTER${i}_CLIENT_CERT=$(client_cert_path)"
+        echo "CLUSTER${i}_CLIENT_KEY=$(client_key_path)"
+        echo "CLUSTER${i}_TLS_SERVER_NAME=server.$(dc "$i").consul"
+      fi
+      if [ "$ACL" = 1 ]; then
+        # Paths only: the secrets stay in their 0600 files.
+        echo "CLUSTER${i}_TOKEN_FILE=$(tok_path "$i" management)"
+        for role in "${ACL_ROLES[@]}"; do
+          echo "CLUSTER${i}_TOKEN_FILE_${role^^}=$(tok_path "$i" "$role")"
+        done
+      fi
     done
   } >"$tmp"
   mv -f "$tmp" "$ENV_FILE"
@@ -418,7 +630,7 @@ cmd_down() {
     stop_pids "${pids[@]}" || die "could not stop every agent; left the state in $STATE"
     say "stopped in $(( $(date +%s) - t0 ))s"
   fi
-  rm -rf "$STATE"/cluster* "$ENV_FILE" "$STATE"/.env.*
+  rm -rf "$STATE"/cluster* "$ENV_FILE" "$STATE"/.env.* "$STATE/tls" "$STATE/variant"
   say "down: removed data and state under $STATE"
 }
 

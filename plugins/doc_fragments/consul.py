@@ -27,13 +27,19 @@ options:
     type: str
   ca_path:
     description:
-      - A CA bundle file, or a directory of CA certificates, used to verify the Consul server's
-        certificate.
-      - If not set, E(CONSUL_CACERT) is used, else E(CONSUL_CAPATH).
+      - A CA bundle file (PEM), or a directory of PEM CA certificates, used to verify the Consul
+        server's certificate over V(https://). A directory is read like Consul reads E(CONSUL_CAPATH);
+        every PEM certificate in it counts, no C(openssl rehash) links are needed.
+      - If not set, E(CONSUL_CACERT) is used, else E(CONSUL_CAPATH); if none is set, the system's
+        CA bundle (which E(REQUESTS_CA_BUNDLE) may replace).
+      - When set, it is used even if E(REQUESTS_CA_BUNDLE) or E(CURL_CA_BUNDLE) is set.
+      - A file that does not exist fails the task before any request is sent.
     type: path
   client_cert:
     description:
-      - Client certificate (PEM) for mutual TLS. Falls back to E(CONSUL_CLIENT_CERT).
+      - Client certificate (PEM) for mutual TLS, needed when the Consul agent sets
+        C(verify_incoming) for HTTPS. Falls back to E(CONSUL_CLIENT_CERT).
+      - Give it together with O(client_key).
     type: path
   client_key:
     description:
@@ -43,12 +49,15 @@ options:
     description:
       - Whether to verify the server's TLS certificate.
       - If not set, E(CONSUL_HTTP_SSL_VERIFY) is used; if that is unset too, V(true).
-      - Turning it off prints a warning.
+      - Turning it off prints a warning; the server is then not authenticated, and the ACL token
+        is sent to whoever answers.
     type: bool
   tls_server_name:
     description:
-      - Name expected in the server's certificate when it differs from the host in O(url).
-        Falls back to E(CONSUL_TLS_SERVER_NAME).
+      - Name to check the server's certificate against (and to send as SNI) when it differs from
+        the host in O(url), for example V(server.dc1.consul) when O(url) is an IP address or a load
+        balancer's name that the certificate does not carry. Falls back to E(CONSUL_TLS_SERVER_NAME).
+      - Used for V(https://) addresses only.
     type: str
   partition:
     description:
@@ -63,6 +72,9 @@ options:
   timeout:
     description:
       - Timeout of each HTTP request, in seconds.
+      - Consul 1.22 answers a peering read that the ACL token may not make only after about 11
+        seconds; with a token that may lack C(peering:read), raise it (for example V(30)) to get
+        Consul's C(permission denied) rather than a timeout.
     type: float
     default: 10
 """

@@ -13,10 +13,12 @@ Modules turn a ConsulError into fail_json in exactly one place, run_module().
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
 import re
+import tempfile
 import time
 import traceback
 from urllib.parse import quote, urlsplit
@@ -159,9 +161,131 @@ def describe_http_error(status, text, method, path):
         if "ACL not found" in text:
             return "permission denied: Consul does not know the ACL token (ACL not found); check token or CONSUL_HTTP_TOKEN"
         return "permission denied for %s %s: %s" % (method, path, text or "HTTP 403")
+    if status == 400 and "HTTP request to an HTTPS server" in text:
+        return ("Consul serves HTTPS on this port, but the request was plain HTTP (%s %s): use an https:// url "
+                "(or CONSUL_HTTP_SSL=true with a host:port CONSUL_HTTP_ADDR)" % (method, path))
     if status == 401:
         return "unauthorized for %s %s: %s" % (method, path, text or "HTTP 401")
     return "Consul answered HTTP %s to %s %s: %s" % (status, method, path, text or "(no text)")
+
+
+def _readable_file(path, option):
+    """The problem with a TLS file option, or None (checked before any request is sent)."""
+    if not os.path.exists(path):
+        return "%s %s does not exist" % (option, path)
+    if not os.access(path, os.R_OK):
+        return "%s %s is not readable by this user" % (option, path)
+    return None
+
+
+def ca_dir_bundle(path):
+    """A CA directory as requests can use it.
+
+    OpenSSL reads a directory only through hash-named links (openssl rehash), while Consul's
+    CONSUL_CAPATH takes any directory of PEM files. A directory without such links is read like
+    Consul does: its PEM certificates go into one bundle file (public data), removed at exit.
+    """
+    names = sorted(os.listdir(path))
+    if any(re.match(r"^[0-9a-f]{8}\.\d+$", n) for n in names):
+        return path
+    pems = []
+    for name in names:
+        full = os.path.join(path, name)
+        if not os.path.isfile(full):
+            continue
+        try:
+            with open(full) as f:
+                text = f.read()
+        except (IOError, OSError, UnicodeDecodeError):
+            continue
+        if "-----BEGIN CERTIFICATE-----" in text:
+            pems.append(text.strip() + "\n")
+    if not pems:
+        raise ConsulError("cannot use the CA certificate: ca_path (or CONSUL_CAPATH) %s holds no PEM certificate" % path)
+    fd, bundle = tempfile.mkstemp(prefix="consul-ca-", suffix=".pem")
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(pems))
+    atexit.register(_remove_quietly, bundle)
+    return bundle
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def tls_request_options(conn, warn=None):
+    """The requests options (verify, cert) for an https:// Consul address; raises ConsulError on bad files."""
+    warn = warn or (lambda msg: None)
+    opts = {"verify": True}
+    if conn.get("validate_certs") is False:
+        opts["verify"] = False
+        warn("TLS certificate verification is off (validate_certs=false): the Consul server is not authenticated")
+    elif conn.get("ca_path"):
+        problem = _readable_file(conn["ca_path"], "ca_path (or CONSUL_CACERT / CONSUL_CAPATH)")
+        if problem:
+            raise ConsulError("cannot use the CA certificate: " + problem)
+        opts["verify"] = conn["ca_path"]
+        if os.path.isdir(conn["ca_path"]):
+            opts["verify"] = ca_dir_bundle(conn["ca_path"])
+    if conn.get("client_cert"):
+        for key in ("client_cert", "client_key"):
+            problem = _readable_file(conn[key], "%s (or CONSUL_%s)" % (key, key.upper()))
+            if problem:
+                raise ConsulError("cannot use the client certificate: " + problem)
+        opts["cert"] = (conn["client_cert"], conn["client_key"])
+    return opts
+
+
+def is_tls_failure(exc):
+    """Whether a requests/urllib3 exception is a TLS (handshake or certificate) failure."""
+    text = str(exc)
+    return (type(exc).__name__ == "SSLError" or "SSLError" in text or "CertificateError" in text
+            or "CERTIFICATE_VERIFY_FAILED" in text)
+
+
+def _ssl_detail(text):
+    """OpenSSL's own words from an exception text, e.g. '[SSL: CERTIFICATE_VERIFY_FAILED] ...'."""
+    m = re.search(r"\[(?:SSL|X509)[^\]]*\][^()]*?(?=\s*\(_ssl|'\)|\"\)|$)", text)
+    if m:
+        return m.group(0).strip().rstrip(".")
+    m = re.search(r"CertificateError\((['\"])(.*?)\1\)", text)
+    return (m.group(2) if m else text)[:300]
+
+
+def tls_failure_reason(text, conn):
+    """A TLS failure in the operator's words: what is wrong and which option fixes it."""
+    detail = _ssl_detail(text)
+    host = conn.get("tls_server_name") or urlsplit(conn.get("url") or "").hostname
+    ca = conn.get("ca_path")
+    if "CERTIFICATE_REQUIRED" in text or "certificate required" in text:
+        reason = ("the server requires a client certificate (mutual TLS, verify_incoming): set client_cert and "
+                  "client_key (or CONSUL_CLIENT_CERT / CONSUL_CLIENT_KEY)")
+    elif any(t in text for t in ("UNKNOWN_CA", "unknown ca", "BAD_CERTIFICATE", "bad certificate",
+                                 "CERTIFICATE_EXPIRED", "certificate expired")) and "VERIFY_FAILED" not in text:
+        reason = ("the server rejected the client certificate %s: it must be signed by a CA the server trusts "
+                  "and be valid now" % conn.get("client_cert"))
+    elif any(t in text for t in ("PEM lib", "KEY_VALUES_MISMATCH", "NO_START_LINE", "key values mismatch")):
+        reason = ("cannot load the client certificate %s or its key %s: both must be PEM files that belong together"
+                  % (conn.get("client_cert"), conn.get("client_key")))
+    elif "NO_CERTIFICATE_OR_CRL_FOUND" in text or "no certificate or crl found" in text:
+        reason = "ca_path %s holds no PEM CA certificate" % ca
+    elif "Hostname mismatch" in text or "doesn't match" in text or "IP address mismatch" in text:
+        reason = ("the server certificate is not valid for the name %r: connect with a name the certificate "
+                  "carries, or set tls_server_name (CONSUL_TLS_SERVER_NAME) to one" % host)
+    elif "certificate has expired" in text or "not yet valid" in text:
+        reason = "the server certificate is expired or not yet valid"
+    elif "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = ("the server certificate is not signed by a trusted CA (%s): set ca_path or CONSUL_CACERT to the "
+                  "CA that signed it, or validate_certs=false to skip verification (insecure)"
+                  % ("ca_path %s" % ca if ca else "the system CA bundle; ca_path is not set"))
+    elif "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or "record layer failure" in text:
+        reason = "the server does not speak TLS on this port: is it plain HTTP (then use an http:// url)?"
+    else:
+        reason = "TLS handshake failed"
+    return "%s (%s)" % (reason, detail)
 
 
 class _ServerNameAdapter(HTTPAdapter):
@@ -188,6 +312,7 @@ class ConsulClient:
         self.sleep = sleep
         self.warn = warn or (lambda msg: None)
         self.requests_made = 0
+        self.last_filtered_by_acls = False
         self.writes_made = 0
         self._secrets = set()
         self.add_secret(conn.get("token"))
@@ -201,15 +326,14 @@ class ConsulClient:
         self.session = session
         if conn.get("token"):
             self.session.headers["X-Consul-Token"] = conn["token"]
-        if self.base.startswith("https://"):
-            if conn.get("validate_certs") is False:
-                self.session.verify = False
-                self.warn("TLS certificate verification is off (validate_certs=false): the Consul server is not authenticated")
-                requests.packages.urllib3.disable_warnings(requests.packages.urllib3.exceptions.InsecureRequestWarning)
-            elif conn.get("ca_path"):
-                self.session.verify = conn["ca_path"]
-            if conn.get("client_cert"):
-                self.session.cert = (conn["client_cert"], conn["client_key"])
+        # verify/cert go with every request, not only on the session: requests lets
+        # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the environment override session.verify
+        # (even verify=False), which would silently ignore ca_path and validate_certs.
+        self._tls = tls_request_options(conn, warn=self.warn) if self.base.startswith("https://") else {}
+        if self._tls.get("verify") is False and requests is not None:
+            requests.packages.urllib3.disable_warnings(requests.packages.urllib3.exceptions.InsecureRequestWarning)
+        for key, value in self._tls.items():
+            setattr(self.session, key, value)
 
     # -- secrets -----------------------------------------------------------
     def add_secret(self, value):
@@ -257,13 +381,19 @@ class ConsulClient:
             if method not in ("GET", "HEAD"):
                 self.writes_made += 1
             try:
-                resp = self.session.request(method, url, params=params, data=data, timeout=self.conn["timeout"])
+                resp = self.session.request(method, url, params=params, data=data, timeout=self.conn["timeout"], **self._tls)
             except Exception as e:  # requests raises many types; classify by name
-                last = self._connection_failure(e)
+                last = self._connection_failure(e, attempt + 1)
+                if is_tls_failure(e):
+                    # A certificate problem does not go away by asking again.
+                    raise last
                 if self._never_sent(e) or safe:
                     continue
                 raise last
             status = resp.status_code
+            # Consul answers a read that ACLs filtered with 200 and this header, not 403.
+            headers = getattr(resp, "headers", None) or {}
+            self.last_filtered_by_acls = str(headers.get("X-Consul-Results-Filtered-By-ACLs", "")).lower() == "true"
             if status == 404 and not_found is not None:
                 return not_found
             if 200 <= status < 300:
@@ -293,20 +423,27 @@ class ConsulClient:
         text = repr(exc)
         return name == "ConnectionError" and ("NewConnectionError" in text or "Connection refused" in text)
 
-    def _connection_failure(self, exc):
+    def _connection_failure(self, exc, attempts):
+        attempts = "after 1 attempt" if attempts == 1 else "after %d attempts" % attempts
         name = type(exc).__name__
-        if name == "SSLError" or "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            reason = "TLS certificate verification failed (check ca_path / CONSUL_CACERT and tls_server_name)"
-            if "CERTIFICATE_VERIFY_FAILED" not in str(exc):
-                reason = "TLS handshake failed"
-            detail = self._short(exc)
-            msg = "cannot talk to Consul at %s: %s: %s" % (self.base, reason, detail)
-        elif name in ("ConnectTimeout", "ReadTimeout", "Timeout"):
-            msg = "cannot reach Consul at %s: timed out after %ss (after %d attempts)" % (
-                self.base, self.conn["timeout"], self.retries + 1)
-        elif "Connection refused" in str(exc):
-            msg = "cannot reach Consul at %s: connection refused (after %d attempts); is the agent running?" % (
-                self.base, self.retries + 1)
+        text = str(exc)
+        if is_tls_failure(exc):
+            msg = "cannot talk to Consul at %s over TLS: %s" % (self.base, tls_failure_reason(text, self.conn))
+        elif name == "ReadTimeout":
+            # Consul 1.22 takes ~12 s to refuse a peering read the ACL token may not make.
+            msg = ("cannot reach Consul at %s: no answer within %ss (%s); the server accepted the "
+                   "connection, so it may be overloaded, or refusing the ACL token slowly (Consul delays some ACL "
+                   "denials by about 12 s): raise timeout to 30 to see its answer" % (
+                       self.base, self.conn["timeout"], attempts))
+        elif name in ("ConnectTimeout", "Timeout"):
+            msg = "cannot reach Consul at %s: timed out after %ss (%s)" % (
+                self.base, self.conn["timeout"], attempts)
+        elif "Connection refused" in text:
+            msg = "cannot reach Consul at %s: connection refused (%s); is the agent running?" % (
+                self.base, attempts)
+        elif self.base.startswith("http://") and ("RemoteDisconnected" in text or "BadStatusLine" in text):
+            msg = ("cannot talk to Consul at %s: the server closed the connection without an HTTP answer; "
+                   "if it serves HTTPS on this port, use an https:// url (or CONSUL_HTTP_SSL=true)" % self.base)
         else:
             msg = "cannot reach Consul at %s: %s" % (self.base, self._short(exc))
         return ConsulError(self.scrub(msg))
@@ -400,11 +537,22 @@ class ConsulClient:
         return res is True or res == "true" or (isinstance(res, dict) and res.get("Deleted") is True)
 
 
-def wait_until(probe, timeout, sleep=time.sleep, clock=time.monotonic, first=0.2, most=2.0):
+# Polling: peering state changes and imports usually land within a second or two
+# on a healthy cluster, so the first polls come fast and the interval backs off
+# to at most POLL_MOST seconds (bench/ measured these; see docs/benchmarks.md).
+POLL_FIRST = 0.1
+POLL_FACTOR = 1.5
+POLL_MOST = 1.0
+
+
+def wait_until(probe, timeout, sleep=time.sleep, clock=time.monotonic, first=POLL_FIRST, most=POLL_MOST,
+               factor=POLL_FACTOR):
     """Call probe() until it returns a truthy value or timeout seconds pass.
 
-    Polls fast at first and backs off to at most `most` seconds between calls.
-    Returns (value, waited_seconds); value is the last falsy result on timeout.
+    Polls fast at first (first seconds) and backs off by factor to at most
+    `most` seconds between calls, so a short wait costs little latency and a
+    long one few requests. Returns (value, waited_seconds); value is the last
+    falsy result on timeout.
     """
     start = clock()
     delay = first
@@ -414,7 +562,7 @@ def wait_until(probe, timeout, sleep=time.sleep, clock=time.monotonic, first=0.2
         if value or waited >= timeout:
             return value, waited
         sleep(min(delay, max(0.0, timeout - waited)))
-        delay = min(most, delay * 1.6)
+        delay = min(most, delay * factor)
 
 
 def peering_failure(err, name):

@@ -245,16 +245,27 @@ def wait_for_imports(client, name, services, timeout):
     """Poll the health API until every service is visible from the peer; fail naming the missing ones."""
     wanted = sorted(set(services))
     seen = set()
+    filtered = set()
 
     def probe():
         for svc in wanted:
-            if svc not in seen and client.get("/v1/health/service/" + quote(svc, safe=""), query={"peer": name}):
-                seen.add(svc)
+            if svc not in seen:
+                if client.get("/v1/health/service/" + quote(svc, safe=""), query={"peer": name}):
+                    seen.add(svc)
+                    filtered.discard(svc)
+                elif client.last_filtered_by_acls:
+                    filtered.add(svc)
         return len(seen) == len(wanted)
 
     done, waited = wait_until(probe, timeout, sleep=client.sleep)
     if not done:
         missing = [s for s in wanted if s not in seen]
+        if filtered:
+            raise ConsulError(
+                "%s exported by peer %r cannot be seen with this ACL token: Consul filtered the answer by ACLs "
+                "(X-Consul-Results-Filtered-By-ACLs). Reading imported services needs service:read on all services and "
+                "node:read on all nodes (service_prefix \"\" and node_prefix \"\" with policy read), "
+                "or service:write on any one service" % (", ".join(sorted(filtered)), name))
         raise ConsulError(
             "after %ds, %s exported by peer %r %s not visible on this cluster "
             "(GET /v1/health/service/<name>?peer=%s is empty): check the peer's exported-services entry "

@@ -188,7 +188,8 @@ def ansible(collections_path, tmp_path):
             "PATH": VENV_BIN + os.pathsep + full_env.get("PATH", ""),
         })
         for k in ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_SSL",
-                  "CONSUL_CACERT", "CONSUL_CAPATH", "CONSUL_PARTITION"):
+                  "CONSUL_CACERT", "CONSUL_CAPATH", "CONSUL_PARTITION", "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY",
+                  "CONSUL_TLS_SERVER_NAME", "CONSUL_HTTP_SSL_VERIFY"):
             full_env.pop(k, None)
         if json_output:
             plugins = tmp_path / "callback_plugins"

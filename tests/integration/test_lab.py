@@ -273,3 +273,84 @@ def test_up_refuses_a_port_taken_by_another_process(tmp_path):
     assert result.returncode != 0
     assert f"port {taken}" in result.stderr, result.stderr
     assert not (tmp_path / "cluster1" / "consul.pid").exists()
+
+
+# --- variants: ACLs and HTTPS (LAB_ACL=1 LAB_TLS=1) ----------------------------------------
+
+def https_json(env_values, path, token=None):
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=env_values["CLUSTER1_CACERT"])
+    req = urllib.request.Request(env_values["CLUSTER1_URL"] + path)
+    if token:
+        req.add_header("X-Consul-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+
+
+def test_acl_tls_variant_and_refusal_to_switch_variant(tmp_path):
+    env = dict(lab_env(tmp_path, 24500, clusters=1), LAB_ACL="1", LAB_TLS="1")
+    ok(lab("down", env))
+    try:
+        first = ok(lab("up", env))
+        values = read_env_file(tmp_path)
+        assert values["LAB_ACL"] == values["LAB_TLS"] == "1" and values["LAB_MTLS"] == "0"
+        assert values["CLUSTER1_URL"] == values["ACCEPTOR_URL"] == "https://127.0.0.1:24600"
+        assert values["CLUSTER1_TLS_SERVER_NAME"] == "server.dc1.consul"
+        for key in ("CLUSTER1_CACERT", "CLUSTER1_CLIENT_CERT", "CLUSTER1_CLIENT_KEY", "LAB_CACERT"):
+            assert Path(values[key]).is_file(), key
+
+        secrets = {}
+        for key in [k for k in values if k.startswith("CLUSTER1_TOKEN_FILE")]:
+            path = Path(values[key])
+            assert path.stat().st_mode & 0o777 == 0o600, key
+            secrets[key] = path.read_text().strip()
+        assert {"CLUSTER1_TOKEN_FILE", "CLUSTER1_TOKEN_FILE_PEERING", "CLUSTER1_TOKEN_FILE_PEERING_READ",
+                "CLUSTER1_TOKEN_FILE_EXPORTS", "CLUSTER1_TOKEN_FILE_INTENTIONS", "CLUSTER1_TOKEN_FILE_VERIFY",
+                "CLUSTER1_TOKEN_FILE_ROLE"} <= set(secrets)
+        visible = first.stdout + first.stderr + (tmp_path / "env").read_text() \
+            + (tmp_path / "cluster1" / "consul.hcl").read_text()
+        for key, secret in secrets.items():
+            assert len(secret) == 36 and secret not in visible, key
+
+        # HTTPS with the lab's CA; ACLs deny without a token and allow with the management token.
+        assert https_json(values, "/v1/status/leader")[0] == 200
+        assert https_json(values, "/v1/config/exported-services/default")[0] == 403
+        assert https_json(values, "/v1/peering/nobody", secrets["CLUSTER1_TOKEN_FILE"])[0] == 404
+        assert https_json(values, "/v1/peering/nobody", secrets["CLUSTER1_TOKEN_FILE_PEERING_READ"])[0] == 404
+        status, body = https_json(values, "/v1/config/exported-services/default",
+                                  secrets["CLUSTER1_TOKEN_FILE_PEERING_READ"])
+        assert status == 403 and "mesh:read" in body
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen("http://127.0.0.1:24600/v1/status/leader", timeout=5)
+
+        before = pids(tmp_path, 1)
+        again = ok(lab("up", env))
+        assert "reusing" in again.stdout and pids(tmp_path, 1) == before
+
+        # A different variant on the running lab: refused, nothing touched.
+        for other in ({"LAB_TLS": "0"}, {"LAB_ACL": "0"}, {"LAB_MTLS": "1"}):
+            refused = lab("up", dict(env, **other))
+            assert refused.returncode != 0
+            assert "run 'lab/lab.sh down' first" in refused.stderr, refused.stderr
+            assert "LAB_ACL=1 LAB_TLS=1 LAB_MTLS=0" in refused.stderr, refused.stderr
+        assert pids(tmp_path, 1) == before and running(before[0])
+        assert read_env_file(tmp_path)["CLUSTER1_URL"] == "https://127.0.0.1:24600"
+
+        # status and down find the variant in the env file.
+        bare = {k: v for k, v in env.items() if k not in ("LAB_ACL", "LAB_TLS")}
+        status = ok(lab("status", bare))
+        assert status.stdout.startswith("cluster1 dc1 https://127.0.0.1:24600 up"), status.stdout
+    finally:
+        ok(lab("down", env))
+    assert not (tmp_path / "tls").exists() and not list(tmp_path.glob("cluster*"))
+    assert not (tmp_path / "env").exists()
+
+
+def test_bad_variant_value_is_refused(tmp_path):
+    result = lab("up", dict(lab_env(tmp_path, 24500, clusters=1), LAB_ACL="yes"))
+    assert result.returncode != 0
+    assert "LAB_ACL must be 0 or 1 (got 'yes')" in result.stderr

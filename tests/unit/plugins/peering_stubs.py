@@ -68,8 +68,9 @@ def dialer(name="cluster-01", state="ACTIVE", peer_id=PEER_ID, id=DIALER_ID, met
 
 
 class Resp:
-    def __init__(self, status=200, body=None, text=None):
+    def __init__(self, status=200, body=None, text=None, headers=None):
         self.status_code = status
+        self.headers = headers or {}
         self.text = text if text is not None else ("" if body is None else json.dumps(body))
 
 

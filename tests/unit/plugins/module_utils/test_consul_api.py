@@ -215,7 +215,7 @@ def test_read_timeout_on_post_is_not_retried():
     with pytest.raises(api.ConsulError) as exc:
         client(session).generate_peering_token("x")
     assert len(session.calls) == 1
-    assert "timed out" in exc.value.msg
+    assert "no answer within 10" in exc.value.msg and "(after 1 attempt)" in exc.value.msg
     assert "http://consul.test:8500" in exc.value.msg
 
 
@@ -376,3 +376,12 @@ def test_remove_peering_in_check_mode_writes_nothing():
     result = api.remove_peering(client(session), "x", 10, check_mode=True)
     assert result["changed"] is True
     assert session.methods() == ["GET"]
+
+
+def test_read_timeout_failure_hints_at_slow_acl_denials():
+    session = FakeSession(*[("GET", "/v1/peerings", requests.exceptions.ReadTimeout("read timed out"))] * 4)
+    with pytest.raises(api.ConsulError) as exc:
+        client(session).list_peerings()
+    assert "no answer within 10" in exc.value.msg and "(after 4 attempts)" in exc.value.msg
+    assert "ACL denials" in exc.value.msg
+    assert len(session.calls) == 4

@@ -153,3 +153,16 @@ def test_expect_services_needs_a_name(capsys):
     assert rc == 1
     assert "peer_name" in result["msg"]
     assert session.calls == []
+
+
+def test_expect_services_names_acl_filtering(capsys):
+    filtered = Resp(200, body=[], headers={"X-Consul-Results-Filtered-By-ACLs": "true"})
+    session = FakeSession(
+        ("GET", PATH, ok(dialer(NAME))),
+        ("GET", "/v1/health/service/web", filtered),
+    )
+    rc, result, dummy = run(peering_info, dict(peer_name=NAME, expect_services=["web"], wait_timeout=0),
+                            session, capsys)
+    assert rc == 1
+    assert "filtered the answer by ACLs" in result["msg"]
+    assert "node:read" in result["msg"] and "service:read" in result["msg"]
