@@ -52,6 +52,23 @@ def peer_name_problem(name, option="peer_name"):
     return None
 
 
+_HOST_PORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})$")
+
+
+def server_addresses_problem(addresses, option="server_external_addresses"):
+    """Return why a list of server addresses is not a list of host:port, or None when it is.
+
+    Consul stores any string it is given here and the dialing cluster fails later, far from the
+    cause; so the addresses are checked before the token is generated.
+    """
+    for index, address in enumerate(addresses or []):
+        m = _HOST_PORT_RE.match(address or "")
+        if not m or not 0 < int(m.group(3)) <= 65535:
+            return ("%s[%d] %r is not a host:port address (the dialing cluster connects to it; e.g. "
+                    "'203.0.113.10:8503' or '[2001:db8::1]:8503', port 1-65535)" % (option, index, address))
+    return None
+
+
 def decode_token(token):
     """Decode a peering token (base64 of JSON) and check it has what establishing needs.
 

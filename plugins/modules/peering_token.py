@@ -8,6 +8,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: peering_token
+version_added: 0.1.0
 short_description: Generate a cluster peering token on the accepting Consul cluster
 description:
   - Generates a peering token on the accepting side of a Consul cluster peering
@@ -230,6 +231,7 @@ from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token 
     peering_diff_view,
     peering_role,
     peering_summary,
+    server_addresses_problem,
     token_summary,
 )
 
@@ -309,7 +311,8 @@ def main():
         regenerate=dict(type="bool", default=False),
         wait_timeout=dict(type="int", default=60),
     ))
-    problem = peer_name_problem(module.params["peer_name"])
+    problem = peer_name_problem(module.params["peer_name"]) or server_addresses_problem(
+        module.params["server_external_addresses"])
     if problem:
         module.fail_json(msg=problem)
     run_module(module, logic)

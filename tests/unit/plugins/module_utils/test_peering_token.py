@@ -208,3 +208,16 @@ def test_normalize_meta(meta, expected):
 def test_not_active_message(peering, fragment):
     assert fragment in pt.not_active_message("x", peering, 12.3)
     assert "12s" in pt.not_active_message("x", peering, 12.3)
+
+
+@pytest.mark.parametrize("addresses", [None, [], ["10.0.0.1:8503"], ["consul.example.com:8503", "[2001:db8::1]:8503"],
+                                       ["a:1", "b:65535"]])
+def test_server_addresses_valid(addresses):
+    assert pt.server_addresses_problem(addresses) is None
+
+
+@pytest.mark.parametrize("address", ["not an address", "10.0.0.1", "10.0.0.1:", "10.0.0.1:0", "10.0.0.1:65536",
+                                     ":8503", "-host:8503", "http://10.0.0.1:8503", ""])
+def test_server_addresses_problem_names_the_item(address):
+    msg = pt.server_addresses_problem(["10.0.0.1:8503", address])
+    assert msg.startswith("server_external_addresses[1] %r" % address)

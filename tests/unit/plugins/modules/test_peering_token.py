@@ -212,3 +212,15 @@ def test_deleting_dialer_peering_of_that_name_is_waited_for(capsys):
     rc, result, dummy = run(peering_token, dict(peer_name=NAME), session, capsys)
     assert rc == 0
     assert result["operation"] == "generate"
+
+
+@pytest.mark.parametrize("address", ["not an address", "203.0.113.5", "203.0.113.5:0", "203.0.113.5:70000",
+                                     ":8503", "host name:8503", "[2001:db8::1]"])
+def test_bad_server_external_address_fails_before_any_request(capsys, address):
+    session = FakeSession()
+    rc, result, dummy = run(peering_token, dict(peer_name=NAME, server_external_addresses=["10.0.0.1:8503", address]),
+                            session, capsys)
+    assert rc == 1
+    assert result["msg"].startswith("server_external_addresses[1] ")
+    assert "host:port" in result["msg"]
+    assert session.calls == []
