@@ -217,3 +217,16 @@ def test_star_of_one_acceptor_and_three_dialers(ansible, star, tmp_path):
         assert [e["Service"]["Service"] for e in imported] == ["backend"]
     second = playbook(ansible, "peer_clusters", inv)
     assert set(changed(second).values()) == {0}
+
+
+def test_orphaned_pending_peering_is_reported_and_left_alone(ansible, pair):
+    # A token generated for a cluster that never dialed (e.g. a run interrupted, or a peer
+    # removed from the inventory) leaves a PENDING peering the role must not hide.
+    status, body = consul(pair["acceptor"], "POST", "/v1/peering/token", {"PeerName": "cluster-99"})
+    assert status == 200, body
+    run = playbook(ansible, "peer_clusters", pair["inventory"], json_output=False)
+    assert run.rc == 0, run.output[-4000:]
+    assert re.search(r"acceptor-side peering 'cluster-99' in state PENDING with a\s+cluster that is not in this play",
+                     run.output), run.output[-4000:]
+    assert peerings(pair["acceptor"])["cluster-99"]["State"] == "PENDING"
+    assert peerings(pair["dialer"])["cluster-01"]["State"] == "ACTIVE"
