@@ -42,6 +42,19 @@ def read_env_file(path):
     return env
 
 
+def tree_copy(dest):
+    """The files git would commit (tracked and untracked, not ignored), copied to dest."""
+    files = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for f in files:
+        src = os.path.join(ROOT, f)
+        if f and os.path.isfile(src) and not os.path.islink(src):
+            os.makedirs(os.path.join(dest, os.path.dirname(f)), exist_ok=True)
+            with open(src, "rb") as a, open(os.path.join(dest, f), "wb") as b:
+                b.write(a.read())
+    return dest
+
+
 @pytest.fixture(scope="session")
 def lab():
     """The lab's env (ACCEPTOR_URL, DIALER_URL, CLUSTER<i>_URL, CONSUL_BIN...), started if needed."""

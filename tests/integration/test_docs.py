@@ -18,7 +18,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT, VENV_BIN
+from conftest import ROOT, VENV_BIN, tree_copy
 
 FRAGMENTS = os.path.join(ROOT, "changelogs", "fragments")
 
@@ -40,18 +40,9 @@ def tool_env(collections_path=None):
     return env
 
 
-def tree_copy(base):
+def collection_copy(base):
     """The files git would commit, copied to <base>/ansible_collections/seed/consul_peering."""
-    dest = os.path.join(str(base), "ansible_collections", "seed", "consul_peering")
-    files = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                           capture_output=True).stdout.decode().split("\0")
-    for f in files:
-        src = os.path.join(ROOT, f)
-        if f and os.path.isfile(src) and not os.path.islink(src):
-            os.makedirs(os.path.join(dest, os.path.dirname(f)), exist_ok=True)
-            with open(src, "rb") as a, open(os.path.join(dest, f), "wb") as b:
-                b.write(a.read())
-    return dest
+    return tree_copy(os.path.join(str(base), "ansible_collections", "seed", "consul_peering"))
 
 
 def modules():
@@ -61,7 +52,7 @@ def modules():
 # --- antsibull-docs -------------------------------------------------------------------------------
 
 def test_lint_collection_docs_passes(tmp_path):
-    coll = tree_copy(tmp_path)
+    coll = collection_copy(tmp_path)
     proc = run(["antsibull-docs", "lint-collection-docs", "--plugin-docs", "."], env=tool_env(str(tmp_path)),
                cwd=coll, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -69,7 +60,7 @@ def test_lint_collection_docs_passes(tmp_path):
 
 def test_lint_collection_docs_catches_a_broken_reference(tmp_path):
     """The lint really reads the role's argument spec: an option reference to nothing fails it."""
-    coll = tree_copy(tmp_path)
+    coll = collection_copy(tmp_path)
     spec_path = os.path.join(coll, "roles", "cluster_peering", "meta", "argument_specs.yml")
     with open(spec_path) as f:
         spec = yaml.safe_load(f)
@@ -120,7 +111,7 @@ def test_builder_introspection_finds_the_collection_python_requirements(tmp_path
     run([os.path.join(VENV_BIN, "ansible-builder"), "create", "-f",
          os.path.join(ROOT, "docs", "execution-environment.yml"), "--context", str(ctx)],
         env=tool_env(), cwd=str(tmp_path))
-    tree_copy(tmp_path / "collections")
+    collection_copy(tmp_path / "collections")
     proc = run([os.path.join(VENV_BIN, "python"), str(ctx / "_build" / "scripts" / "introspect.py"),
                 "introspect", str(tmp_path / "collections")], env=tool_env())
     found = yaml.safe_load(proc.stdout[proc.stdout.index("python:"):] if "python:" in proc.stdout else "{}")
@@ -161,7 +152,7 @@ def plain(text):
 def released(tmp_path_factory):
     """antsibull-changelog release --version 0.1.0 on a copy of the tree; the real tree is untouched."""
     base = tmp_path_factory.mktemp("release")
-    coll = tree_copy(base)
+    coll = collection_copy(base)
     before = sorted(os.listdir(FRAGMENTS))
     run(["antsibull-changelog", "release", "--version", "0.1.0", "--date", "2026-11-23"],
         env=tool_env(str(base)), cwd=coll)

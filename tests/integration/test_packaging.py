@@ -22,7 +22,7 @@ import tarfile
 import pytest
 import yaml
 
-from conftest import ROOT, VENV_BIN
+from conftest import ROOT, VENV_BIN, tree_copy
 
 # Local outputs and tool caches that must never be in the tarball (path in the tree -> planted file).
 PLANTED = [
@@ -52,19 +52,6 @@ def run(cmd, env=None, cwd=None, timeout=300):
     assert proc.returncode == 0, "%s failed (rc %d):\n%s\n%s" % (
         cmd, proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:])
     return proc
-
-
-def tree_copy(dest):
-    """The files git would commit (tracked and untracked, not ignored), copied to dest."""
-    files = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                           capture_output=True).stdout.decode().split("\0")
-    for f in files:
-        src = os.path.join(ROOT, f)
-        if f and os.path.isfile(src) and not os.path.islink(src):
-            os.makedirs(os.path.join(dest, os.path.dirname(f)), exist_ok=True)
-            with open(src, "rb") as a, open(os.path.join(dest, f), "wb") as b:
-                b.write(a.read())
-    return dest
 
 
 def clean_env(collections_path, tmp_path):
