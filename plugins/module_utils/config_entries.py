@@ -23,9 +23,8 @@ import copy
 import json
 import random
 import time
-from urllib.parse import quote
 
-from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import ConsulError
+from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import ConsulError, api_path, path_segment_problem
 from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import peer_name_problem
 
 EXPORTED_SERVICES = "exported-services"
@@ -123,7 +122,8 @@ def validate_exported_services(services, state="present", exclusive=False):
         if not _is_set(name):
             errors.append("%s.name: a service name is required" % where)
         else:
-            problem = _wildcard_problem(name, where + ".name", whole_allowed=True)
+            problem = _wildcard_problem(name, where + ".name", whole_allowed=True) or \
+                path_segment_problem(name, where + ".name")
             if problem:
                 errors.append(problem)
         namespace = svc.get("namespace")
@@ -288,7 +288,8 @@ def validate_intention_sources(sources, state="present", exclusive=False, destin
         errors.append("exclusive=true applies to state=present only; to remove the whole entry use "
                       "state=absent without sources")
     if destination is not None:
-        problem = _wildcard_problem(destination, "name", whole_allowed=True)
+        problem = _wildcard_problem(destination, "name", whole_allowed=True) or \
+            path_segment_problem(destination, "name")
         if problem:
             errors.append(problem)
     seen = {}
@@ -299,6 +300,10 @@ def validate_intention_sources(sources, state="present", exclusive=False, destin
             continue
         if not _is_set(src.get("name")):
             errors.append("%s.name: the source service name is required ('*' for all services)" % where)
+        else:
+            problem = path_segment_problem(src["name"], where + ".name")
+            if problem:
+                errors.append(problem)
         for opt, whole in (("name", True), ("namespace", True), ("partition", False), ("peer", False),
                            ("sameness_group", False)):
             problem = _wildcard_problem(src.get(opt), "%s.%s" % (where, opt), whole_allowed=whole)
@@ -610,7 +615,7 @@ def explain_write_error(kind, name):
 # --- the read-compare-CAS-write loop -------------------------------------------
 
 def entry_path(kind, name):
-    return "/v1/config/%s/%s" % (quote(kind, safe=""), quote(name, safe=""))
+    return api_path("v1", "config", kind, name)
 
 
 def read_config_entry(client, kind, name, namespace=None):

@@ -14,14 +14,16 @@ Modules turn a ConsulError into fail_json in exactly one place, run_module().
 from __future__ import annotations
 
 import atexit
+import base64
 import json
 import os
 import random
 import re
+import stat
 import tempfile
 import time
 import traceback
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import (
@@ -80,11 +82,29 @@ def _env_true(value):
     return str(value).strip().lower() in _TRUE
 
 
-def normalize_url(value, ssl=False):
-    """Turn CONSUL_HTTP_ADDR-style input (URL or host:port) into a base URL."""
+def url_userinfo(value):
+    """The user information (``user:password@`` or ``token@``) in a URL, or None; never to be printed."""
+    value = (value or "").strip()
+    rest = value.split("://", 1)[1] if "://" in value else value
+    netloc = re.split(r"[/?#]", rest, 1)[0]
+    return netloc.rsplit("@", 1)[0] if "@" in netloc else None
+
+
+def normalize_url(value, ssl=False, option="url"):
+    """Turn CONSUL_HTTP_ADDR-style input (URL or host:port) into a base URL.
+
+    A URL with credentials in it is refused without being echoed: the collection
+    never sends them (Consul reads the ACL token only from X-Consul-Token), and
+    every later message would print them.
+    """
     value = (value or "").strip()
     if not value:
         raise ConsulError("the Consul address is empty; set url or CONSUL_HTTP_ADDR")
+    if url_userinfo(value) is not None:
+        raise ConsulError(
+            "the Consul address in %s has user information ('user:password@' or 'token@') before the host; "
+            "Consul does not read credentials from the URL, so they would be ignored: remove them and give the "
+            "ACL token as token (or CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE)" % option)
     if "://" not in value:
         value = ("https://" if ssl else "http://") + value
     parts = urlsplit(value)
@@ -101,32 +121,78 @@ def normalize_url(value, ssl=False):
     return value.rstrip("/")
 
 
-def resolve_connection(params, environ=None):
+def normalize_token(value, source="token"):
+    """An ACL token as it is sent: surrounding whitespace stripped, as Consul's CLI does for token files.
+
+    Anything else that cannot go into an HTTP header (whitespace inside, control or
+    non-ASCII characters) is refused with a message that never contains the token:
+    the HTTP library's own error would quote it.
+    """
+    if value is None:
+        return None
+    token = str(value).strip()
+    if not token:
+        return None
+    if not _HEADER_SAFE.match(token):
+        raise ConsulError(
+            "the ACL token from %s contains a character that cannot be sent in the X-Consul-Token header "
+            "(whitespace inside it, a control character or a non-ASCII character); check how it was copied "
+            "(the token itself is not shown)" % source)
+    return token
+
+
+# What an ACL token may contain once stripped: printable ASCII without spaces.
+_HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
+
+
+def read_token_file(path, warn=None, source="CONSUL_HTTP_TOKEN_FILE"):
+    """The ACL token in a token file; an unreadable or empty file is an error, a world-readable one a warning."""
+    try:
+        mode = os.stat(path).st_mode
+        with open(path) as f:
+            raw = f.read()
+    except (IOError, OSError) as e:
+        raise ConsulError("cannot read the ACL token file %s (%s): %s" % (path, source, e.strerror))
+    if mode & stat.S_IROTH and warn:
+        warn("the ACL token file %s (%s) is readable by every user on this machine (mode %o); "
+             "restrict it: chmod 600 %s" % (path, source, stat.S_IMODE(mode), path))
+    token = normalize_token(raw, "the token file %s (%s)" % (path, source))
+    if not token:
+        raise ConsulError(
+            "the ACL token file %s (%s) is empty; requests would be sent anonymously: write the token into it, "
+            "or unset %s to use no token" % (path, source, source))
+    return token
+
+
+TLS_OPTIONS = ("ca_path", "client_cert", "client_key", "tls_server_name")
+
+
+def resolve_connection(params, environ=None, warn=None):
     """Resolve connection options: option, then environment variable, then default.
 
     Pure apart from reading CONSUL_HTTP_TOKEN_FILE. Returns a new dict.
     """
     env = os.environ if environ is None else environ
+    warn = warn or (lambda msg: None)
     ssl = _env_true(env.get("CONSUL_HTTP_SSL", ""))
     conn = dict((k, params.get(k)) for k in CONNECTION_ARGSPEC)
+    given_tls = [k for k in TLS_OPTIONS if conn.get(k)]
 
     if conn["url"]:
         conn["url"] = normalize_url(conn["url"], ssl)
     elif env.get("CONSUL_HTTP_ADDR"):
-        conn["url"] = normalize_url(env["CONSUL_HTTP_ADDR"], ssl)
+        conn["url"] = normalize_url(env["CONSUL_HTTP_ADDR"], ssl, option="CONSUL_HTTP_ADDR")
     else:
         conn["url"] = DEFAULT_URL
 
+    if conn["token"] is not None and str(conn["token"]).strip() == "" and conn["token"] != "":
+        raise ConsulError("the token option holds only whitespace; give the ACL token, or leave the option unset")
+    conn["token"] = normalize_token(conn["token"], "the token option")
     if not conn["token"]:
-        if env.get("CONSUL_HTTP_TOKEN"):
-            conn["token"] = env["CONSUL_HTTP_TOKEN"].strip()
+        if env.get("CONSUL_HTTP_TOKEN", "").strip():
+            conn["token"] = normalize_token(env["CONSUL_HTTP_TOKEN"], "CONSUL_HTTP_TOKEN")
         elif env.get("CONSUL_HTTP_TOKEN_FILE"):
-            path = env["CONSUL_HTTP_TOKEN_FILE"]
-            try:
-                with open(path) as f:
-                    conn["token"] = f.read().strip()
-            except (IOError, OSError) as e:
-                raise ConsulError("cannot read the ACL token file %s (CONSUL_HTTP_TOKEN_FILE): %s" % (path, e.strerror))
+            conn["token"] = read_token_file(env["CONSUL_HTTP_TOKEN_FILE"], warn)
     if not conn["ca_path"]:
         conn["ca_path"] = env.get("CONSUL_CACERT") or env.get("CONSUL_CAPATH") or None
     for key, var in (("client_cert", "CONSUL_CLIENT_CERT"), ("client_key", "CONSUL_CLIENT_KEY"),
@@ -138,11 +204,49 @@ def resolve_connection(params, environ=None):
         conn["validate_certs"] = True if raw is None or raw == "" else _env_true(raw)
     if bool(conn["client_cert"]) != bool(conn["client_key"]):
         raise ConsulError("client_cert and client_key must be given together (mutual TLS needs both)")
+    if conn["url"].startswith("http://"):
+        # TLS settings with a plain-HTTP address: the user meant TLS, and the token would go in cleartext.
+        if given_tls:
+            raise ConsulError(
+                "%s %s set, but the Consul address %s is plain http://, so the ACL token and every answer would "
+                "travel unencrypted: use an https:// url (or CONSUL_HTTP_SSL=true with a host:port address), or "
+                "drop the TLS options" % (", ".join(given_tls), "is" if len(given_tls) == 1 else "are", conn["url"]))
+        from_env = [k for k in TLS_OPTIONS if conn.get(k)]
+        if from_env:
+            warn("TLS settings from the environment (%s) are ignored: the Consul address %s is plain http://, "
+                 "so requests are not encrypted" % (", ".join(from_env), conn["url"]))
     if conn["timeout"] is None:
         conn["timeout"] = CONNECTION_ARGSPEC["timeout"]["default"]
     if conn["timeout"] <= 0:
         raise ConsulError("timeout must be a positive number of seconds, got %s" % conn["timeout"])
     return conn
+
+
+def path_segment_problem(value, option):
+    """Why a name cannot go into a request path as it is, or None.
+
+    The HTTP library removes '.' and '..' segments and Consul's router cleans
+    empty ones, so such a name would address another object (or the collection
+    of all objects) instead of the one meant.
+    """
+    if not isinstance(value, str) or value == "":
+        return "%s must be a non-empty string" % option
+    parts = value.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return ("%s %r cannot be used: a name that is '.' or '..', or has an empty, '.' or '..' part between "
+                "'/', would change the request path and address another object" % (option, value))
+    return None
+
+
+def api_path(*segments):
+    """A request path from fixed parts and names, each name checked and quoted as one segment."""
+    out = []
+    for seg in segments:
+        problem = path_segment_problem(seg, "the name")
+        if problem:
+            raise ConsulError(problem)
+        out.append(quote(seg, safe=""))
+    return "/" + "/".join(out)
 
 
 def permission_from_text(text):
@@ -167,6 +271,18 @@ def describe_http_error(status, text, method, path):
     if status == 401:
         return "unauthorized for %s %s: %s" % (method, path, text or "HTTP 401")
     return "Consul answered HTTP %s to %s %s: %s" % (status, method, path, text or "(no text)")
+
+
+def redirect_message(status, location, method, path, base):
+    """A redirect refused: names the Location's host only (its path and query may carry anything)."""
+    target = urlsplit(location or "")
+    host = target.hostname or urlsplit(base).hostname or "?"
+    if target.port:
+        host = "%s:%d" % (host, target.port)
+    return ("the server at %s answered %s to %s %s with a redirect to %s%s; the collection never follows redirects "
+            "(Consul's HTTP API does not send them, and following one would resend the ACL token): point url at "
+            "the Consul server itself" % (base, status, method, path, "host " + host if location else "nowhere",
+                                           " over plain http" if target.scheme == "http" else ""))
 
 
 def _readable_file(path, option):
@@ -288,6 +404,39 @@ def tls_failure_reason(text, conn):
     return "%s (%s)" % (reason, detail)
 
 
+def secret_forms(value):
+    """The forms in which a secret can appear in text: raw, repr/JSON-escaped, URL-encoded, base64.
+
+    Libraries quote a header value with repr() (a newline becomes a backslash and
+    an n), URLs carry it %-encoded, and an Authorization-style header base64.
+    """
+    if not value or len(str(value)) < 4:
+        return set()
+    value = str(value)
+    forms = {value, value.strip(), repr(value)[1:-1], json.dumps(value)[1:-1], quote(value, safe=""),
+             quote_plus(value, safe="")}
+    try:
+        forms.add(base64.b64encode(value.encode("utf-8")).decode("ascii").rstrip("="))
+    except UnicodeError:  # pragma: no cover - str always encodes to UTF-8
+        pass
+    return set(f for f in forms if len(f) >= 4)
+
+
+# A run of base64/URL-safe characters long enough that, found inside a known
+# secret, it is a piece of that secret (a truncated token in a library message).
+_FRAGMENT_RE = re.compile(r"[A-Za-z0-9+/=_-]{24,}")
+
+
+def scrub_text(text, secrets):
+    """text with every known secret, and every long fragment of one, replaced by the mask."""
+    text = "" if text is None else str(text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    if secrets:
+        text = _FRAGMENT_RE.sub(lambda m: MASK if any(m.group(0) in s for s in secrets) else m.group(0), text)
+    return text
+
+
 class _ServerNameAdapter(HTTPAdapter):
     """Verify the server certificate against a name other than the URL's host."""
 
@@ -337,15 +486,12 @@ class ConsulClient:
 
     # -- secrets -----------------------------------------------------------
     def add_secret(self, value):
-        """Remember a value that must never appear in a message."""
-        if value and len(value) >= 4:
-            self._secrets.add(value)
+        """Remember a value that must never appear in a message, in every form a message could quote it."""
+        for form in secret_forms(value):
+            self._secrets.add(form)
 
     def scrub(self, text):
-        text = "" if text is None else str(text)
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, MASK)
-        return text
+        return scrub_text(text, self._secrets)
 
     # -- requests ----------------------------------------------------------
     def _query(self, query):
@@ -381,7 +527,10 @@ class ConsulClient:
             if method not in ("GET", "HEAD"):
                 self.writes_made += 1
             try:
-                resp = self.session.request(method, url, params=params, data=data, timeout=self.conn["timeout"], **self._tls)
+                # Consul's API never redirects; following one would resend the ACL token (and a peering
+                # token in a body) to wherever the Location points, possibly in cleartext.
+                resp = self.session.request(method, url, params=params, data=data, timeout=self.conn["timeout"],
+                                            allow_redirects=False, **self._tls)
             except Exception as e:  # requests raises many types; classify by name
                 last = self._connection_failure(e, attempt + 1)
                 if is_tls_failure(e):
@@ -398,6 +547,9 @@ class ConsulClient:
                 return not_found
             if 200 <= status < 300:
                 return self._decode(resp)
+            if 300 <= status < 400:
+                raise ConsulError(self.scrub(redirect_message(status, headers.get("Location"), method, path,
+                                                              self.base)), status=status)
             text = self.scrub(resp.text)
             last = ConsulError(self.scrub(describe_http_error(status, text, method, path)), status=status, body=text)
             retryable = status in RETRY_STATUSES or (status == 500 and any(t in text for t in RETRY_500_TEXTS))
@@ -450,6 +602,11 @@ class ConsulClient:
 
     @staticmethod
     def _short(exc):
+        name = type(exc).__name__
+        if name in ("InvalidHeader", "InvalidURL", "InvalidSchema", "MissingSchema", "UnicodeError",
+                    "UnicodeEncodeError", "LocationParseError"):
+            # These quote the header value or URL they refused, which may be a secret.
+            return "%s (the library's text is not shown: it quotes the value it refused)" % name
         text = str(exc)
         m = re.search(r"\[SSL[^\]]*\][^()'\"]*", text)
         if m:
@@ -488,13 +645,13 @@ class ConsulClient:
     # -- peerings ----------------------------------------------------------
     def get_peering(self, name):
         """The peering named name, or None when there is none."""
-        return self.get("/v1/peering/" + quote(name, safe=""), not_found={}) or None
+        return self.get(api_path("v1", "peering", name), not_found={}) or None
 
     def list_peerings(self):
         return self.get("/v1/peerings") or []
 
     def delete_peering(self, name):
-        return self.delete("/v1/peering/" + quote(name, safe=""))
+        return self.delete(api_path("v1", "peering", name))
 
     def generate_peering_token(self, name, meta=None, server_external_addresses=None):
         """POST /v1/peering/token; returns the token, already registered as a secret."""
@@ -525,7 +682,7 @@ class ConsulClient:
 
     # -- config entries ----------------------------------------------------
     def get_config_entry(self, kind, name):
-        return self.get("/v1/config/%s/%s" % (quote(kind, safe=""), quote(name, safe="")), not_found={}) or None
+        return self.get(api_path("v1", "config", kind, name), not_found={}) or None
 
     def cas_put_config_entry(self, entry, modify_index):
         """Write entry only if it is still at modify_index (0 = create only). True if written."""
@@ -533,7 +690,7 @@ class ConsulClient:
         return res is True or res == "true"
 
     def cas_delete_config_entry(self, kind, name, modify_index):
-        res = self.delete("/v1/config/%s/%s" % (quote(kind, safe=""), quote(name, safe="")), query={"cas": str(int(modify_index))})
+        res = self.delete(api_path("v1", "config", kind, name), query={"cas": str(int(modify_index))})
         return res is True or res == "true" or (isinstance(res, dict) and res.get("Deleted") is True)
 
 
@@ -646,7 +803,7 @@ def new_module(argument_spec, **kwargs):
 
 
 def client_for(module):
-    conn = resolve_connection(module.params)
+    conn = resolve_connection(module.params, warn=module.warn)
     client = ConsulClient(conn, warn=module.warn)
     if conn.get("partition") and conn["partition"] != "default":
         client.require_enterprise_for("partition %r" % conn["partition"])
@@ -656,6 +813,10 @@ def client_for(module):
 def run_module(module, logic):
     """Run logic(module, client) -> result dict and exit; the one place ConsulError becomes fail_json."""
     client = None
+    # Credentials in the url are refused, and must not show in the invocation's module_args either.
+    userinfo = url_userinfo(module.params.get("url"))
+    if userinfo:
+        module.no_log_values.update(secret_forms(userinfo) | set(userinfo.split(":")) - {""})
     try:
         client = client_for(module)
         result = logic(module, client)

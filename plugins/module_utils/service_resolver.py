@@ -30,6 +30,7 @@ from ansible_collections.seed.consul_peering.plugins.module_utils.config_entries
     _without,
     prune,
 )
+from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import path_segment_problem
 from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import peer_name_problem
 
 SERVICE_RESOLVER = "service-resolver"
@@ -194,6 +195,10 @@ def _target_problems(target, where, name, subsets, what="target"):
             errors.append(problem)
     subset = (target or {}).get("service_subset")
     service = (target or {}).get("service")
+    if _is_set(service):
+        problem = path_segment_problem(service, "%s.service" % where)
+        if problem:
+            errors.append(problem)
     if _is_set(subset) and (not _is_set(service) or service == name) and subset not in _subset_names(subsets):
         errors.append("%s.service_subset: %r is not a subset of %r; define it in subsets first"
                       % (where, subset, name))
@@ -311,12 +316,16 @@ def _removal_problems(failovers):
 
 def validate_resolver(params):
     """Problems with the module's input (its params dict), each naming its option; [] when fine."""
-    if params.get("state") == "absent":
-        return _removal_problems(params.get("failover") or [])
     errors = []
     name = params.get("name")
     if not _is_set(name) or WILDCARD in name:
         errors.append("name: the service name is required and cannot be a wildcard")
+    else:
+        problem = path_segment_problem(name, "name")
+        if problem:
+            errors.append(problem)
+    if params.get("state") == "absent":
+        return errors + _removal_problems(params.get("failover") or [])
     for opt in ("connect_timeout", "request_timeout"):
         problem = _duration_problem(params.get(opt), opt)
         if problem:

@@ -204,10 +204,10 @@ visible_services:
   sample: [backend, payments]
 """
 
-from urllib.parse import quote
-
 from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import (
     ConsulError,
+    api_path,
+    path_segment_problem,
     new_module,
     run_module,
     wait_for_peering,
@@ -250,7 +250,7 @@ def wait_for_imports(client, name, services, timeout):
     def probe():
         for svc in wanted:
             if svc not in seen:
-                if client.get("/v1/health/service/" + quote(svc, safe=""), query={"peer": name}):
+                if client.get(api_path("v1", "health", "service", svc), query={"peer": name}):
                     seen.add(svc)
                     filtered.discard(svc)
                 elif client.last_filtered_by_acls:
@@ -284,10 +284,14 @@ def main():
         ),
         required_by=dict(wait_for=["peer_name"], expect_services=["peer_name"]),
     )
+    problems = []
     if module.params["peer_name"] is not None:
-        problem = peer_name_problem(module.params["peer_name"])
-        if problem:
-            module.fail_json(msg=problem)
+        problems.append(peer_name_problem(module.params["peer_name"]))
+    for i, svc in enumerate(module.params["expect_services"] or []):
+        problems.append(path_segment_problem(svc, "expect_services[%d]" % i))
+    problems = [p for p in problems if p]
+    if problems:
+        module.fail_json(msg="; ".join(problems))
     run_module(module, logic)
 
 

@@ -104,9 +104,11 @@ class FakeSession:
         self.verify = True
         self.cert = None
 
-    def request(self, method, url, params=None, data=None, timeout=None):
+    def request(self, method, url, params=None, data=None, timeout=None, allow_redirects=True):
         call = Call(method, url, params, data)
         self.calls.append(call)
+        if allow_redirects:
+            self.unexpected.append("request sent with redirects allowed: %r" % call)
         if not self.script:
             self.unexpected.append("unscripted request %r" % call)
             raise RuntimeError("unscripted request %r" % call)

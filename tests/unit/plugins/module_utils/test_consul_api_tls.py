@@ -102,9 +102,29 @@ def test_every_https_request_carries_verify_and_cert(pem):
 
 
 def test_http_requests_carry_no_tls_options(pem):
+    """TLS settings from the environment with a plain-HTTP address are ignored, with a warning."""
+    warnings = []
+    c = api.resolve_connection({"url": "http://consul.test:8500"}, environ=dict(
+        CONSUL_CACERT=pem["ca.pem"], CONSUL_CLIENT_CERT=pem["client.pem"], CONSUL_CLIENT_KEY=pem["client-key.pem"]),
+        warn=warnings.append)
     session = RecordingSession()
-    api.ConsulClient(conn(url="http://consul.test:8500", ca_path=pem["ca.pem"]), session=session).list_peerings()
+    api.ConsulClient(c, session=session).list_peerings()
     assert "verify" not in session.calls[0][2] and "cert" not in session.calls[0][2]
+    assert len(warnings) == 1 and "ca_path, client_cert, client_key" in warnings[0] and "plain http" in warnings[0]
+
+
+@pytest.mark.parametrize("option", ["ca_path", "client_cert", "tls_server_name"])
+def test_tls_options_with_an_http_url_are_an_error(pem, option):
+    """The user meant TLS: sending the ACL token in cleartext instead is refused before any request."""
+    params = {"url": "http://consul.test:8500", "token": "a-secret-acl-token"}
+    if option == "client_cert":
+        params.update(client_cert=pem["client.pem"], client_key=pem["client-key.pem"])
+    else:
+        params[option] = pem["ca.pem"] if option == "ca_path" else "server.dc1.consul"
+    with pytest.raises(api.ConsulError) as e:
+        api.resolve_connection(params, environ={})
+    assert option in e.value.msg and "https://" in e.value.msg and "unencrypted" in e.value.msg
+    assert "a-secret-acl-token" not in e.value.msg
 
 
 @pytest.mark.parametrize("validate", [True, False])
@@ -134,7 +154,8 @@ def test_tls_server_name_mounts_an_adapter_that_checks_that_name():
 
 
 def test_tls_server_name_is_not_used_for_http():
-    c = api.ConsulClient(conn(url="http://10.0.0.5:8500", tls_server_name="server.dc1.consul"))
+    c = api.ConsulClient(api.resolve_connection({"url": "http://10.0.0.5:8500"},
+                                                environ={"CONSUL_TLS_SERVER_NAME": "server.dc1.consul"}))
     assert not isinstance(c.session.get_adapter("https://10.0.0.5:8501/"), api._ServerNameAdapter)
 
 
