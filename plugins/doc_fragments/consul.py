@@ -17,13 +17,17 @@ options:
       - If not set, the value of the E(CONSUL_HTTP_ADDR) environment variable is used; a V(host:port)
         value there means V(https://) when E(CONSUL_HTTP_SSL) is true, V(http://) otherwise.
       - If neither is set, V(http://127.0.0.1:8500).
+      - User information in the address (V(https://TOKEN@host)) is refused: Consul never reads credentials
+        from the URL. Redirects are never followed.
     type: str
   token:
     description:
       - ACL token sent as the C(X-Consul-Token) header.
       - It is never logged and never returned.
       - If not set, the value of E(CONSUL_HTTP_TOKEN) is used, else the contents of the file named by
-        E(CONSUL_HTTP_TOKEN_FILE).
+        E(CONSUL_HTTP_TOKEN_FILE). An empty token file is an error; one readable by every user gives a warning.
+      - Surrounding whitespace (a trailing newline) is stripped, as Consul's CLI does; a token with whitespace
+        inside it, a control or a non-ASCII character is refused, without the token in the message.
     type: str
   ca_path:
     description:
@@ -48,7 +52,8 @@ options:
   validate_certs:
     description:
       - Whether to verify the server's TLS certificate.
-      - If not set, E(CONSUL_HTTP_SSL_VERIFY) is used; if that is unset too, V(true).
+      - If not set, E(CONSUL_HTTP_SSL_VERIFY) is used; if that is unset or empty too, V(true). A value there
+        that is not a boolean (V(true)/V(false), V(1)/V(0), V(yes)/V(no), V(on)/V(off)) is an error.
       - Turning it off prints a warning; the server is then not authenticated, and the ACL token
         is sent to whoever answers.
     type: bool
@@ -58,6 +63,9 @@ options:
         the host in O(url), for example V(server.dc1.consul) when O(url) is an IP address or a load
         balancer's name that the certificate does not carry. Falls back to E(CONSUL_TLS_SERVER_NAME).
       - Used for V(https://) addresses only.
+      - Given with a plain V(http://) address, O(ca_path), O(client_cert), O(client_key) and O(tls_server_name)
+        are an error (the ACL token would travel unencrypted); the same settings from the environment are
+        ignored with a warning.
     type: str
   partition:
     description:

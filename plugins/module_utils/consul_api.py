@@ -25,7 +25,7 @@ import time
 import traceback
 from urllib.parse import quote, quote_plus, urlsplit
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import (
     explain_peering_error,
     peering_diff_view,
@@ -48,11 +48,13 @@ CONNECTION_ARGSPEC = dict(
     url=dict(type="str"),
     token=dict(type="str", no_log=True),
     ca_path=dict(type="path"),
-    client_cert=dict(type="path", fallback=(env_fallback, ["CONSUL_CLIENT_CERT"])),
-    client_key=dict(type="path", no_log=False, fallback=(env_fallback, ["CONSUL_CLIENT_KEY"])),
-    validate_certs=dict(type="bool", fallback=(env_fallback, ["CONSUL_HTTP_SSL_VERIFY"])),
-    tls_server_name=dict(type="str", fallback=(env_fallback, ["CONSUL_TLS_SERVER_NAME"])),
-    partition=dict(type="str", fallback=(env_fallback, ["CONSUL_PARTITION"])),
+    # Environment fallbacks are resolved in one place, resolve_connection(), with one parser; the
+    # argspec has none, so a variable cannot mean one thing there and another here.
+    client_cert=dict(type="path"),
+    client_key=dict(type="path", no_log=False),
+    validate_certs=dict(type="bool"),
+    tls_server_name=dict(type="str"),
+    partition=dict(type="str"),
     datacenter=dict(type="str"),
     timeout=dict(type="float", default=10),
 )
@@ -63,6 +65,7 @@ RETRY_STATUSES = frozenset([429, 502, 503, 504])
 RETRY_500_TEXTS = ("No cluster leader", "rpc error making call: EOF", "connection refused")
 
 _TRUE = ("1", "true", "yes", "on", "y", "t")
+_FALSE = ("0", "false", "no", "off", "n", "f")
 
 
 class ConsulError(Exception):
@@ -78,8 +81,20 @@ class ConsulError(Exception):
         return self.msg
 
 
-def _env_true(value):
-    return str(value).strip().lower() in _TRUE
+def env_bool(env, var):
+    """A boolean environment variable: None when unset or empty, else true/false, else an error.
+
+    Accepts what Consul's CLI (Go's strconv.ParseBool) and Ansible accept as booleans.
+    """
+    raw = env.get(var)
+    if raw is None or str(raw).strip() == "":
+        return None
+    value = str(raw).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConsulError("%s=%r is not a boolean: use true or false (also 1/0, yes/no, on/off)" % (var, str(raw)))
 
 
 def url_userinfo(value):
@@ -174,7 +189,7 @@ def resolve_connection(params, environ=None, warn=None):
     """
     env = os.environ if environ is None else environ
     warn = warn or (lambda msg: None)
-    ssl = _env_true(env.get("CONSUL_HTTP_SSL", ""))
+    ssl = bool(env_bool(env, "CONSUL_HTTP_SSL"))
     conn = dict((k, params.get(k)) for k in CONNECTION_ARGSPEC)
     given_tls = [k for k in TLS_OPTIONS if conn.get(k)]
 
@@ -200,8 +215,8 @@ def resolve_connection(params, environ=None, warn=None):
         if not conn[key] and env.get(var):
             conn[key] = env[var]
     if conn["validate_certs"] is None:
-        raw = env.get("CONSUL_HTTP_SSL_VERIFY")
-        conn["validate_certs"] = True if raw is None or raw == "" else _env_true(raw)
+        verify = env_bool(env, "CONSUL_HTTP_SSL_VERIFY")
+        conn["validate_certs"] = True if verify is None else verify
     if bool(conn["client_cert"]) != bool(conn["client_key"]):
         raise ConsulError("client_cert and client_key must be given together (mutual TLS needs both)")
     if conn["url"].startswith("http://"):

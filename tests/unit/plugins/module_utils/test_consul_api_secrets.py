@@ -206,3 +206,33 @@ def test_modules_refuse_dot_segment_names_before_any_request(capsys, module, arg
     rc, result, dummy = run(module, args, session, capsys)
     assert rc == 1 and "would change the request path" in result["msg"], result
     assert session.calls == []
+
+
+# --- one path and one parser for environment booleans -------------------------------------------
+
+@pytest.mark.parametrize("raw, expected", [("false", False), ("FALSE", False), ("off", False), ("no", False),
+                                           ("0", False), ("f", False), ("true", True), ("1", True), ("yes", True),
+                                           ("On", True), (" true\n", True), ("", True)])
+def test_validate_certs_from_the_environment(raw, expected):
+    assert resolve(CONSUL_HTTP_SSL_VERIFY=raw)["validate_certs"] is expected
+
+
+@pytest.mark.parametrize("var", ["CONSUL_HTTP_SSL_VERIFY", "CONSUL_HTTP_SSL"])
+@pytest.mark.parametrize("raw", ["maybe", "2", "enabled"])
+def test_a_non_boolean_environment_value_is_an_error_not_false(var, raw):
+    with pytest.raises(api.ConsulError) as e:
+        resolve(**{var: raw, "CONSUL_HTTP_ADDR": "consul.test:8501"})
+    assert var in e.value.msg and "not a boolean" in e.value.msg
+
+
+def test_the_argspec_reads_no_environment_variable():
+    """Fallbacks live only in resolve_connection, so a module and a test resolve them alike."""
+    assert not any("fallback" in spec for spec in api.CONNECTION_ARGSPEC.values())
+
+
+def test_module_with_an_empty_ssl_verify_variable_runs(capsys, monkeypatch):
+    """docs/awx.md: an empty variable counts as unset (AWX credential fields left blank)."""
+    monkeypatch.setenv("CONSUL_HTTP_SSL_VERIFY", "")
+    monkeypatch.setenv("CONSUL_CLIENT_CERT", "")
+    rc, result, dummy = run(peering_info, {}, FakeSession(("GET", "/v1/peerings", ok([]))), capsys)
+    assert rc == 0 and result["peerings"] == []
