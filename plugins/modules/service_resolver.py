@@ -241,8 +241,9 @@ options:
     choices: [present, absent]
     default: present
 notes:
-  - Needs an ACL token with C(service "<name>" { policy = "write" }) (or C(mesh = "write"), C(operator = "write"))
-    to write, read on the service to read.
+  - Needs an ACL token with C(service "<name>" { policy = "write" }), and C(service "<other>" { policy = "read" })
+    for every other service a redirect or failover target names. C(mesh = "write") and C(operator = "write") are
+    not enough (Consul checks the service rules; proven in docs/acl.md).
   - Enterprise-only options (O(namespace), namespaces, partitions and sameness groups other than V(default) in
     O(redirect) and O(failover)) fail with a clear error on Consul CE before anything is written.
   - Failover to a peer happens in the data plane (Envoy sidecars and mesh gateways); the service must be exported

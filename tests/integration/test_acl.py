@@ -272,6 +272,45 @@ def test_service_intentions_needs_intentions_write_on_the_destination(clean, cal
     assert [(s["Name"], s["Peer"], s["Action"]) for s in entry["Sources"]] == [("frontend", "acl-dialer", "allow")]
 
 
+# --- service_resolver: service:write on the service, service:read on services it redirects to -------
+
+RESOLVER_WRITE = 'service "backend" { policy = "write" }'
+RESOLVER_ARGS = {"name": "backend", "failover": [{"subset": "*", "targets": [{"peer": "acl-dialer"}]}]}
+REDIRECT_ARGS = {"name": "backend", "redirect": {"service": "payments"}}
+
+
+def reset_resolver(lab):
+    mgmt_call(lab, 1, "DELETE", "/v1/config/service-resolver/backend")
+
+
+@pytest.mark.parametrize("rules, permission", [
+    (('service "backend" { policy = "read" }',), "service:write"),
+    ((MESH_WRITE,), "service:read"),
+    (('operator = "write"',), "service:read"),
+])
+def test_service_resolver_without_service_write_fails_naming_it(clean, call, token_file, rules, permission):
+    reset_resolver(clean)
+    assert_denied(call(1, token_file(1, *rules), "service_resolver", RESOLVER_ARGS), permission)
+    assert mgmt_call(clean, 1, "GET", "/v1/config/service-resolver/backend")[0] == 404
+
+
+def test_service_resolver_needs_service_write_and_read_on_redirect_targets(clean, call, token_file):
+    reset_resolver(clean)
+    try:
+        ok = call(1, token_file(1, RESOLVER_WRITE), "service_resolver", RESOLVER_ARGS)
+        assert ok.get("changed") and not ok.get("failed"), ok
+        entry = mgmt_call(clean, 1, "GET", "/v1/config/service-resolver/backend")[1]
+        assert entry["Failover"]["*"]["Targets"] == [{"Peer": "acl-dialer"}]
+        # Redirecting to another service also needs read on that service.
+        reset_resolver(clean)
+        assert_denied(call(1, token_file(1, RESOLVER_WRITE), "service_resolver", REDIRECT_ARGS), "service:read")
+        ok = call(1, token_file(1, RESOLVER_WRITE, 'service "payments" { policy = "read" }'), "service_resolver",
+                  REDIRECT_ARGS)
+        assert ok.get("changed") and not ok.get("failed"), ok
+    finally:
+        reset_resolver(clean)
+
+
 # --- the role, one least-privilege token per cluster --------------------------------------------
 
 ACCEPTOR_RULES = (PEERING_WRITE, MESH_WRITE, INTENTIONS_WRITE)

@@ -180,6 +180,45 @@ MODULE_CASES = [
      r"sources\[10000\].*listed twice", ("service-intentions", "backend")),
 ]
 
+# Secrets under every input (issue 22): refused before any request, never echoing the secret.
+SECRET_CASES = [
+    ("token-with-newline-inside", "peering_info", "acc", {"token": "3f1c7a52-0d4e\n4c59-9b7e-5a1d2c3b4e5f"},
+     r"ACL token from the token option contains a character that cannot be sent", None),
+    ("token-with-control-character", "peering_info", "acc", {"token": "3f1c7a52-0d4e\u00074c59-9b7e-5a1d2c3b4e5f"},
+     r"cannot be sent in the X-Consul-Token header", None),
+    ("token-only-whitespace", "peering_info", "acc", {"token": " \n"}, r"token option holds only whitespace", None),
+    ("url-with-token-userinfo", "peering_info", "acc",
+     lambda b: {"url": b["acc"].replace("://", "://3f1c7a52-0d4e-4c59-9b7e-5a1d2c3b4e5f@")},
+     r"user information .* before the host", None),
+    ("url-with-user-password", "exported_services", "acc",
+     lambda b: {"url": b["acc"].replace("://", "://admin:hunter2hunter2@"),
+                "services": [{"name": "backend", "consumers": [{"peer": "bi-c2"}]}]},
+     r"user information", ("exported-services", "default")),
+    ("http-url-with-ca-path", "peering_info", "acc", {"ca_path": "/etc/hostname"},
+     r"ca_path is set, but the Consul address .* is plain http://", None),
+    ("http-url-with-tls-server-name", "peering_info", "acc", {"tls_server_name": "server.dc1.consul"},
+     r"tls_server_name is set, but .* plain http://", None),
+    ("intentions-name-dotdot", "service_intentions", "acc",
+     {"name": "..", "sources": [{"name": "frontend", "peer": "bi-c2", "action": "allow"}]},
+     r"name '\.\.' cannot be used.*change the request path", ("service-intentions", "backend")),
+    ("intentions-name-dot-absent", "service_intentions", "acc", {"name": ".", "state": "absent"},
+     r"name '\.' cannot be used", ("service-intentions", "backend")),
+    ("intentions-source-dotdot", "service_intentions", "acc",
+     {"name": "backend", "sources": [{"name": "..", "action": "allow"}]},
+     r"sources\[0\]\.name '\.\.' cannot be used", ("service-intentions", "backend")),
+    ("exports-service-dot", "exported_services", "acc",
+     {"services": [{"name": ".", "consumers": [{"peer": "bi-c2"}]}]},
+     r"services\[0\]\.name '\.' cannot be used", ("exported-services", "default")),
+    ("info-expect-services-dotdot", "peering_info", "dial", {"peer_name": "bi-c1", "expect_services": [".."]},
+     r"expect_services\[0\] '\.\.' cannot be used", None),
+]
+MODULE_CASES += SECRET_CASES
+RESOLVER_CASES_22 = [
+    ("resolver-name-dotdot", "service_resolver", "acc", {"name": ".."}, r"name '\.\.' cannot be used", None),
+    ("resolver-name-dot-absent", "service_resolver", "acc", {"name": ".", "state": "absent"},
+     r"name '\.' cannot be used", None),
+]
+
 # service_resolver is another developer's work in progress: its cases run only when the module is there.
 RESOLVER_CASES = [
     ("resolver-failover-dict", "service_resolver", "acc",
@@ -201,7 +240,7 @@ RESOLVER_CASES = [
      r"connect_timeout: 'soon' is not a duration", ("service-resolver", "backend")),
 ]
 if os.path.exists(os.path.join(ROOT, "plugins", "modules", "service_resolver.py")):
-    MODULE_CASES += RESOLVER_CASES
+    MODULE_CASES += RESOLVER_CASES + RESOLVER_CASES_22
 
 LONG_NAME = "c" * 64
 ROLE_CASES = [

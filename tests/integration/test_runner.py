@@ -7,14 +7,15 @@
 AWX hands ansible-runner a private data directory: project/ (the job template's project with
 the playbook), inventory/hosts, env/extravars (extra variables and survey answers),
 env/envvars (what the credential types' env injectors produce, here the "Consul" credential
-type of docs/awx.md: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT pointing at a file
-that the file injector wrote into the private data directory), env/settings, and
+type of docs/awx.md: CONSUL_PEERING_TOKENS_FILE and CONSUL_CACERT pointing at files that its
+file injectors wrote into the private data directory, one least-privilege ACL token per cluster
+read by an inventory variable), env/settings, and
 requirements_collections/ (the collections AWX installed from the project's
 collections/requirements.yml, put on ANSIBLE_COLLECTIONS_PATH). The job's outcome is then read
 from runner's artifacts, as AWX reads them: status, rc, job_events/*.json and stdout.
 
 The lab is the ACL lab (LAB_ACL=1: ACLs on, default deny) when lab/lab.sh supports it;
-otherwise the plain lab, with a CONSUL_HTTP_TOKEN injected anyway (Consul ignores tokens
+otherwise the plain lab, with tokens injected anyway (Consul ignores tokens
 without ACLs). With LAB_TLS support the API is HTTPS and the credential's CA is the lab's CA,
 so CONSUL_CACERT is really used. The test starts its own two clusters under tmp_path, on its own ports.
 """
@@ -115,20 +116,25 @@ def runner_lab(tmp_path):
         if acl:
             admin = acl_tokens(info, str(state))
             assert admin, "lab.sh handles LAB_ACL but its env file names no token: %s" % sorted(info)
-            # The AWX credential's token: one secret, made on both clusters (what an operator does so
-            # that one credential serves a job across clusters), with the lab's least-privilege policy
-            # for the role when there is one, else global-management.
-            policy = "lab-role" if info.get("CLUSTER1_TOKEN_FILE_ROLE") else "global-management"
-            job_token = str(uuid.uuid4())
+            # One least-privilege token per cluster (docs/acl.md's rules for the role: the acceptor
+            # exports backend and allows frontend, the dialer verifies), as docs/awx.md recommends.
+            tokens = {}
             for i, url in ((1, info["CLUSTER1_URL"]), (2, info["CLUSTER2_URL"])):
-                status, body = consul(url, "PUT", "/v1/acl/token", {
-                    "SecretID": job_token, "Description": "AWX job template (tests/integration/test_runner.py)",
-                    "Policies": [{"Name": policy}]}, token=admin[i], cafile=info.get("CLUSTER%d_CACERT" % i))
+                cafile_i = info.get("CLUSTER%d_CACERT" % i)
+                name = "awx-job-%s" % ("acceptor" if i == 1 else "dialer")
+                status, body = consul(url, "PUT", "/v1/acl/policy", {"Name": name, "Rules": JOB_RULES[i]},
+                                      token=admin[i], cafile=cafile_i)
                 assert status == 200, body
+                status, body = consul(url, "PUT", "/v1/acl/token", {
+                    "Description": "AWX job template (tests/integration/test_runner.py)",
+                    "Policies": [{"Name": name}]}, token=admin[i], cafile=cafile_i)
+                assert status == 200, body
+                tokens[i] = body["SecretID"]
+            policy = "per-cluster least privilege"
         else:
             # No ACLs: any token is accepted and ignored, but it is still injected and must stay secret.
-            job_token = str(uuid.uuid4())
-            admin = {1: job_token, 2: job_token}
+            tokens = {1: str(uuid.uuid4()), 2: str(uuid.uuid4())}
+            admin = dict(tokens)
             policy = None
         ca = cafile = None
         if tls:
@@ -137,10 +143,17 @@ def runner_lab(tmp_path):
                 ca = f.read()
             assert info["CLUSTER1_URL"].startswith("https://") and info.get("CLUSTER2_CACERT") == info["CLUSTER1_CACERT"]
         yield {"acl": acl, "tls": tls, "ca": ca, "cafile": cafile, "acceptor": info["CLUSTER1_URL"], "dialer": info["CLUSTER2_URL"],
-               "tokens": {1: job_token, 2: job_token}, "admin": admin, "policy": policy, "state": str(state)}
+               "tokens": tokens, "admin": admin, "policy": policy, "state": str(state)}
     finally:
         subprocess.run(["bash", LAB_SH, "down"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
                        check=False)
+
+
+# The rules of docs/acl.md ("The role"), one policy per cluster.
+JOB_RULES = {
+    1: 'peering = "write"\nmesh = "write"\nservice "backend" {\n  policy     = "deny"\n  intentions = "write"\n}\n',
+    2: 'peering = "write"\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n',
+}
 
 
 def credential_ca(lab):
@@ -183,19 +196,32 @@ def inject_credential(inputs, injectors, directory):
 def test_credential_type_is_well_formed():
     inputs, injectors = credential_type()
     fields = {f["id"]: f for f in inputs["fields"]}
-    assert sorted(fields) == ["consul_address", "consul_cacert", "consul_token"]
-    assert fields["consul_token"].get("secret") is True
+    assert sorted(fields) == ["consul_cacert", "consul_tokens"]
+    assert fields["consul_tokens"].get("secret") is True and fields["consul_tokens"].get("multiline") is True
     assert fields["consul_cacert"].get("multiline") is True
-    assert inputs["required"] == ["consul_address"]
-    assert sorted(injectors["env"]) == ["CONSUL_CACERT", "CONSUL_HTTP_ADDR", "CONSUL_HTTP_TOKEN"]
+    assert inputs["required"] == ["consul_tokens"]
+    assert sorted(injectors["env"]) == ["CONSUL_CACERT", "CONSUL_PEERING_TOKENS_FILE"]
+    assert sorted(injectors["file"]) == ["template.consul_cacert", "template.consul_tokens"]
 
 
 def test_credential_without_ca_leaves_consul_cacert_empty(tmp_path):
     """An empty optional CA input gives an empty CONSUL_CACERT, which the modules treat as unset."""
     inputs, injectors = credential_type()
-    env = inject_credential({"consul_address": "http://127.0.0.1:1", "consul_token": "", "consul_cacert": ""},
-                            injectors, tmp_path)
-    assert env == {"CONSUL_HTTP_ADDR": "http://127.0.0.1:1", "CONSUL_HTTP_TOKEN": "", "CONSUL_CACERT": ""}
+    env = inject_credential({"consul_tokens": "dc1: a\ndc2: b\n", "consul_cacert": ""}, injectors, tmp_path)
+    assert env["CONSUL_CACERT"] == "" and os.stat(env["CONSUL_PEERING_TOKENS_FILE"]).st_mode & 0o077 == 0
+    with open(env["CONSUL_PEERING_TOKENS_FILE"]) as f:
+        assert yaml.safe_load(f) == {"dc1": "a", "dc2": "b"}
+
+
+def inventory_token_expression():
+    """The group variable docs/awx.md puts in the inventory: each host's token from the credential's file."""
+    with open(AWX_DOC) as f:
+        m = re.search(r"^\s*cluster_peering_token: (\".*CONSUL_PEERING_TOKENS_FILE.*\")$", f.read(), re.M)
+    assert m, "docs/awx.md shows no cluster_peering_token line reading CONSUL_PEERING_TOKENS_FILE"
+    return yaml.safe_load(m.group(1))
+
+
+TOKEN_FROM_CREDENTIAL = inventory_token_expression()
 
 
 def private_data_dir(tmp_path, lab):
@@ -219,7 +245,8 @@ def private_data_dir(tmp_path, lab):
         "cluster_peering_intentions": [{"name": "backend", "sources": [{"name": "frontend", "peer": "cluster-02"}]}],
     })
     inv = {"all": {"vars": {"ansible_connection": "local",
-                            "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+                            "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                            "cluster_peering_token": TOKEN_FROM_CREDENTIAL},
                    "children": hosts}}
     (pdd / "inventory" / "hosts").write_text(yaml.safe_dump(inv))
 
@@ -232,9 +259,9 @@ def private_data_dir(tmp_path, lab):
     # The Consul credential of docs/awx.md: the file injector writes the CA certificate into the
     # private data dir, the env injectors point at it and carry address and token.
     dummy, injectors = credential_type()
-    envvars = inject_credential({"consul_address": lab["acceptor"], "consul_token": lab["tokens"][1],
+    envvars = inject_credential({"consul_tokens": "cluster-01: %s\ncluster-02: %s\n" % (lab["tokens"][1], lab["tokens"][2]),
                                  "consul_cacert": credential_ca(lab)}, injectors, pdd)
-    assert envvars["CONSUL_HTTP_TOKEN"] == lab["tokens"][1] and os.path.isfile(envvars["CONSUL_CACERT"])
+    assert os.path.isfile(envvars["CONSUL_PEERING_TOKENS_FILE"]) and os.path.isfile(envvars["CONSUL_CACERT"])
     envvars.update({
         # What AWX itself sets for a job.
         "ANSIBLE_COLLECTIONS_PATH": str(pdd / "requirements_collections"),
@@ -343,8 +370,8 @@ def test_peer_clusters_as_an_awx_job(runner_lab, tmp_path):
         print("job token policy: %s" % lab["policy"])
     register(lab["acceptor"], "backend", 9090, admin[1], lab["cafile"])
     register(lab["dialer"], "frontend", 9091, admin[2], lab["cafile"])
-    secrets = {"job ACL token": tok[1], "management token (cluster1)": admin[1],
-               "management token (cluster2)": admin[2]}
+    secrets = {"job ACL token (cluster1)": tok[1], "job ACL token (cluster2)": tok[2],
+               "management token (cluster1)": admin[1], "management token (cluster2)": admin[2]}
 
     pdd = private_data_dir(tmp_path, lab)
     first = run_job(pdd, "1")

@@ -15,13 +15,18 @@ separate, unscanned calls); the product's output must not contain them.
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
 import json
 import os
 import re
 import ssl
 import subprocess
+import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -269,3 +274,203 @@ def test_secret_scan_can_fail(tmp_path):
     scan.texts.append(("planted", "x %s y eyJDQSI6WyItLS0 z EstablishmentSecret" % planted))
     assert len(scan.hits({planted})) == 3
     assert scan.hits({planted + "-other"}) == [("planted", "EstablishmentSecret"), ("planted", "base64 peering token pattern")]
+
+
+# --- hostile inputs: a newline token from vault, a redirecting server, userinfo URLs, runner ---------
+
+def secret_forms(secret):
+    """Every form the scan looks for (independent of the product's own scrubbing code)."""
+    forms = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], urllib.parse.quote(secret, safe=""),
+             base64.b64encode(secret.encode()).decode().rstrip("=")}
+    if len(secret) > 200:  # a peering token: any 40-character piece of it is a hit too
+        forms.update(secret[i:i + 40] for i in range(0, len(secret) - 40, 40))
+    return set(f for f in forms if len(f) >= 8)
+
+
+def all_forms(secrets):
+    out = set()
+    for s in secrets:
+        out |= secret_forms(s)
+        out |= secret_forms(s + "\n")
+    return out
+
+
+def self_signed(tmp_path):
+    cert, key = tmp_path / "redir-cert.pem", tmp_path / "redir-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+@contextlib.contextmanager
+def redirecting_https_server(cert, key):
+    """An HTTPS server that answers every request with 307 to a plain-HTTP sink, which records what reaches it."""
+    reached = []
+
+    class Sink(http.server.BaseHTTPRequestHandler):
+        def do_any(self):
+            reached.append((self.command, self.path, dict(self.headers)))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"[]")
+        do_GET = do_POST = do_PUT = do_DELETE = do_any
+
+        def log_message(self, *args):
+            pass
+
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_any(self):
+            self.send_response(307)
+            self.send_header("Location", "http://127.0.0.1:%d%s&stolen=1" % (sink.server_port, self.path))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        do_GET = do_POST = do_PUT = do_DELETE = do_any
+
+        def log_message(self, *args):
+            pass
+
+    redir = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    redir.socket = ctx.wrap_socket(redir.socket, server_side=True)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (sink, redir)]
+    for t in threads:
+        t.start()
+    try:
+        yield "https://127.0.0.1:%d" % redir.server_port, reached
+    finally:
+        for s in (sink, redir):
+            s.shutdown()
+            s.server_close()
+
+
+def vault_encrypted(value, name, password_file, ansible_bin_dir):
+    """`echo "$T" | ansible-vault encrypt_string --stdin-name NAME`, as an operator does (newline kept)."""
+    proc = subprocess.run([os.path.join(ansible_bin_dir, "ansible-vault"), "encrypt_string", "--vault-password-file",
+                           password_file, "--stdin-name", name], input=value, capture_output=True, text=True,
+                          check=True, timeout=60)
+    return proc.stdout
+
+
+def test_no_secret_under_hostile_inputs(ansible, seclab, tmp_path, reliability):
+    lab = seclab
+    bindir = os.path.dirname(sys.executable)
+    acl_token = lab["TOKEN1"]
+    secrets = set(lab["secrets"]) | {acl_token, lab["TOKEN2"]}
+    scan = Scanner(tmp_path)
+    start = time.monotonic()
+
+    # 1. The role with each cluster's ACL token from a vault-encrypted host variable that ends in a newline.
+    password = tmp_path.parent / "hostile-vault-pass"
+    password.write_text("correct horse battery staple\n")
+    hv_dir = tmp_path / "host_vars"
+    hv_dir.mkdir()
+    for host, i in (("sec-acc", 1), ("sec-dial", 2)):
+        text = vault_encrypted(lab["TOKEN%d" % i] + "\n", "cluster_peering_token", str(password), bindir)
+        assert "$ANSIBLE_VAULT" in text and lab["TOKEN%d" % i] not in text
+        (hv_dir / (host + ".yml")).write_text(text)
+    inv = {"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+        "children": {
+            "consul_acceptors": {"hosts": {"sec-acc": strip_token(host_vars(lab, 1, exports=True))}},
+            "consul_dialers": {"hosts": {"sec-dial": strip_token(host_vars(lab, 2))}}}}}
+    inv_path = tmp_path / "inventory.yml"
+    inv_path.write_text(yaml.safe_dump(inv))
+    tree_dir = tmp_path / "tree"
+    callbacks = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree,ansible.builtin.junit",
+                 "ANSIBLE_CALLBACK_TREE_DIR": str(tree_dir), "JUNIT_OUTPUT_DIR": str(tmp_path / "junit")}
+    vault = ["--vault-password-file", str(password)]
+    for label, book in (("vault newline token: peer", "peer_clusters"), ("vault newline token: rerun", "peer_clusters")):
+        run = scan.run(ansible, label, [os.path.join(ROOT, "playbooks", book + ".yml"), "-i", str(inv_path)] + vault,
+                       None, lab, playbook=True, env=callbacks)
+        assert run.rc == 0, run.output[-4000:]
+    for stdout_cb in ("minimal", "oneline", "default"):
+        run = scan.run(ansible, "vault newline token: status (%s)" % stdout_cb,
+                       [os.path.join(ROOT, "playbooks", "peering_status.yml"), "-i", str(inv_path)] + vault, None, lab,
+                       playbook=True, env=dict(callbacks, ANSIBLE_STDOUT_CALLBACK=stdout_cb))
+        assert run.rc == 0, run.output[-3000:]
+
+    # 2. A token with a newline *inside* (a line-wrapped copy): refused, without the token in the message.
+    wrapped = acl_token[:8] + "\n" + acl_token[8:]
+    bad_vars = tmp_path.parent / "hostile-wrapped.json"
+    bad_vars.write_text(json.dumps({"wrapped": wrapped}))
+    run = scan.run(ansible, "wrapped token (refused)", ["localhost", "-m", "seed.consul_peering.peering_info",
+                                                         "-e", "@" + str(bad_vars), "-a", '{"token": "{{ wrapped }}"}'],
+                   1, lab)
+    assert run.rc != 0 and "X-Consul-Token" in host_results(run)[0]["msg"], run.output[-2000:]
+
+    # 3. A redirecting HTTPS server: the module refuses the redirect; the plain-HTTP target sees nothing.
+    cert, key = self_signed(tmp_path.parent)
+    with redirecting_https_server(cert, key) as (url, reached):
+        for module, args in (("peering_info", {}), ("exported_services", {"services": [
+                {"name": "backend", "consumers": [{"peer": "sec-c2"}]}]})):
+            args = dict(args, url=url, ca_path=cert)
+            run = scan.run(ansible, "redirect %s" % module, adhoc(module, args), 1, lab)
+            res = host_results(run)[0]
+            assert run.rc != 0 and "never follows redirects" in res["msg"] and "127.0.0.1:" in res["msg"], res
+            assert "stolen" not in res["msg"]
+        assert reached == [], reached
+
+    # 4. User information in the URL: refused, never echoed, masked in the invocation.
+    host = lab["CLUSTER1_URL"].split("://", 1)[1]
+    for url in ("https://%s@%s" % (acl_token, host), "https://consul:%s@%s" % (acl_token, host)):
+        run = scan.run(ansible, "userinfo url", adhoc("peering_info", {"url": url, "ca_path": lab["LAB_CACERT"]}),
+                       None, lab)
+        assert run.rc != 0 and "user information" in host_results(run)[0]["msg"], run.output[-2000:]
+
+    # 5. The role under ansible-runner, as AWX runs it: everything in the private data dir is scanned.
+    import ansible_runner  # pylint: disable=import-outside-toplevel
+    pdd = tmp_path / "runner"
+    (pdd / "project").mkdir(parents=True)
+    (pdd / "inventory").mkdir()
+    (pdd / "inventory" / "hosts.yml").write_text(inv_path.read_text())
+    os.symlink(str(hv_dir), str(pdd / "inventory" / "host_vars"))
+    (pdd / "env").mkdir()
+    collections = tmp_path / "runner-collections" / "ansible_collections" / "seed"
+    collections.mkdir(parents=True)
+    os.symlink(ROOT, str(collections / "consul_peering"))
+    (pdd / "env" / "envvars").write_text(yaml.safe_dump({
+        "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "runner-collections"), "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_NOCOLOR": "1", "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}))
+    (pdd / "project" / "play.yml").write_text(
+        "- ansible.builtin.import_playbook: seed.consul_peering.peer_clusters\n")
+    r = ansible_runner.run(private_data_dir=str(pdd), playbook="play.yml", verbosity=3, quiet=True,
+                           cmdline="--vault-password-file %s" % password, timeout=600)
+    assert r.rc == 0, (r.status, r.stdout.read()[-3000:] if r.stdout else "")
+    scan.runs += 1
+
+    scan.scan_files(exclude=set())
+    forms = all_forms(secrets)
+    hits = scan.hits(forms)
+    files = sum(1 for label, dummy in scan.texts if label.startswith("file "))
+    volume = sum(len(t) for dummy, t in scan.texts)
+    reliability.add("secret", "%d runs at -vvv with hostile inputs: a vault token ending in a newline (role, rerun, "
+                    "minimal/oneline/default/tree/junit callbacks), a line-wrapped token, a redirecting HTTPS "
+                    "server, userinfo URLs, the role under ansible-runner" % scan.runs, "%d hits" % len(hits),
+                    "searched %d kB in %d files and %d streams for %d forms of %d secrets (raw, repr, JSON, "
+                    "URL-encoded, base64, peering-token pieces)" % (
+                        volume // 1024, files, len(scan.texts) - files, len(forms), len(secrets)),
+                    time.monotonic() - start)
+    assert hits == [], hits
+    assert scan.runs >= 10 and files >= 10 and volume > 100000
+
+
+def strip_token(hv):
+    """Host vars without the token: it comes from the vault-encrypted host_vars file instead."""
+    return dict((k, v) for k, v in hv.items() if k != "cluster_peering_token")
+
+
+@pytest.mark.parametrize("form", ["raw", "repr", "json", "url", "base64", "piece"])
+def test_secret_scan_sees_every_form(tmp_path, form):
+    """A planted secret in each form is a hit, so zero hits in the hostile-input scan means something."""
+    acl = "0b8e3a9e-5d1f-4c2a-9e7b-13579bdf2468"
+    peering = "eyJDQSI6" + base64.b64encode(os.urandom(600)).decode()
+    planted = {"raw": acl, "repr": repr(acl + "\n")[1:-1], "json": json.dumps(acl + "\n")[1:-1],
+               "url": urllib.parse.quote(acl + "\n", safe=""),
+               "base64": base64.b64encode((acl + "\n").encode()).decode(), "piece": peering[300:360]}[form]
+    scan = Scanner(tmp_path)
+    scan.texts.append(("planted", "before %s after" % planted.replace("eyJDQSI6", "")))
+    assert [h for h in scan.hits(all_forms({acl, peering})) if "secret" in h[1]], form
