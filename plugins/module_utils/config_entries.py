@@ -24,7 +24,7 @@ import json
 import random
 import time
 
-from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import ConsulError, api_path, path_segment_problem
+from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import ConsulError, path_segment_problem
 from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import peer_name_problem
 
 EXPORTED_SERVICES = "exported-services"
@@ -614,22 +614,9 @@ def explain_write_error(kind, name):
 
 # --- the read-compare-CAS-write loop -------------------------------------------
 
-def entry_path(kind, name):
-    return api_path("v1", "config", kind, name)
-
-
 def read_config_entry(client, kind, name, namespace=None):
     """The entry, or None. A namespace other than default goes as ?ns= (Enterprise)."""
-    if not _non_default(namespace):
-        return client.get_config_entry(kind, name)
-    return client.get(entry_path(kind, name), query={"ns": namespace}, not_found={}) or None
-
-
-def _cas_delete(client, kind, name, modify_index, namespace=None):
-    if not _non_default(namespace):
-        return client.cas_delete_config_entry(kind, name, modify_index)
-    res = client.delete(entry_path(kind, name), query={"cas": str(int(modify_index)), "ns": namespace})
-    return res is True or res == "true" or (isinstance(res, dict) and res.get("Deleted") is True)
+    return client.get_config_entry(kind, name, namespace)
 
 
 def cas_delay(attempt, rand=random.random, base=CAS_BACKOFF, most=CAS_BACKOFF_MAX):
@@ -659,6 +646,8 @@ def apply_config_entry(client, kind, name, build, canonical, check_mode=False, n
     """
     header = "%s/%s" % (kind, name)
     conflicts = 0
+    # A write sent whose answer was lost (Consul may have applied it): what it wrote, and from which index.
+    lost = None
     for attempt in range(tries):
         if attempt:
             sleep(cas_delay(attempt, rand))
@@ -673,6 +662,10 @@ def apply_config_entry(client, kind, name, build, canonical, check_mode=False, n
             cas_conflicts=conflicts,
         )
         if before == after:
+            if lost and lost["after"] == before and (current or {}).get("ModifyIndex") != lost["index"]:
+                # The lost write was applied: the entry moved on from where it was read, to what it wrote.
+                result.update(changed=True, operation=lost["operation"],
+                              diff=dict(result["diff"], before=lost["before"] or {}))
             return result
         if desired is None:
             operation = "delete"
@@ -682,12 +675,16 @@ def apply_config_entry(client, kind, name, build, canonical, check_mode=False, n
         if check_mode:
             result["entry"] = desired or {}
             return result
+        index = (current or {}).get("ModifyIndex") or 0
         try:
             if desired is None:
-                written = _cas_delete(client, kind, name, current.get("ModifyIndex") or 0, namespace)
+                written = client.cas_delete_config_entry(kind, name, index, namespace)
             else:
-                written = client.cas_put_config_entry(desired, (current or {}).get("ModifyIndex") or 0)
+                written = client.cas_put_config_entry(desired, index)
         except ConsulError as err:
+            if err.maybe_applied:
+                lost = dict(after=after, before=before, index=index or None, operation=operation)
+                continue
             raise (explain_error(err) if explain_error else err)
         if written:
             result["entry"] = {} if desired is None else (read_config_entry(client, kind, name, namespace) or {})

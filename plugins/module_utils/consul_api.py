@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import base64
 import json
+import math
 import os
 import random
 import re
@@ -59,6 +60,15 @@ CONNECTION_ARGSPEC = dict(
     timeout=dict(type="float", default=10),
 )
 
+# Consul's own words for "there is no such object" on a 404 (agent/peering_endpoint.go,
+# agent/config_endpoint.go); any other 404 is not an absence.
+PEERING_ABSENT = r"^Peering not found for "
+CONFIG_ENTRY_ABSENT = r"^Config entry not found for "
+
+# Seconds an establish request may take: Consul's own secret exchange with an accepting cluster
+# that does not answer gives up after about 20 s (measured on 1.22.7).
+ESTABLISH_TIMEOUT = 60
+
 # Statuses worth another try on a request that is safe to repeat.
 RETRY_STATUSES = frozenset([429, 502, 503, 504])
 # Consul answers 500 with these while a server has no leader (e.g. just restarted).
@@ -68,14 +78,19 @@ _TRUE = ("1", "true", "yes", "on", "y", "t")
 _FALSE = ("0", "false", "no", "off", "n", "f")
 
 
+_NOT_JSON = object()
+
+
 class ConsulError(Exception):
     """A failure talking to Consul, with the HTTP status where there was one."""
 
-    def __init__(self, msg, status=None, body=None):
+    def __init__(self, msg, status=None, body=None, maybe_applied=False):
         super().__init__(msg)
         self.msg = msg
         self.status = status
         self.body = body
+        # A write that was sent but whose answer was lost: Consul may have applied it.
+        self.maybe_applied = maybe_applied
 
     def __str__(self):
         return self.msg
@@ -122,7 +137,14 @@ def normalize_url(value, ssl=False, option="url"):
             "ACL token as token (or CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE)" % option)
     if "://" not in value:
         value = ("https://" if ssl else "http://") + value
+    elif ssl and value.lower().startswith("http://"):
+        # As Consul's CLI does: CONSUL_HTTP_SSL=true never reverts to plain HTTP.
+        value = "https://" + value[len("http://"):]
     parts = urlsplit(value)
+    if parts.scheme == "unix":
+        raise ConsulError(
+            "the Consul address %r is a unix socket: the modules talk HTTP over TCP only; use the agent's "
+            "http:// or https:// address (addresses.http / ports.http in its configuration)" % value)
     if parts.scheme not in ("http", "https"):
         raise ConsulError(
             "the Consul address %r is not usable: only http:// and https:// addresses are supported" % value
@@ -133,6 +155,11 @@ def normalize_url(value, ssl=False, option="url"):
         parts.port
     except ValueError:
         raise ConsulError("the Consul address %r has an invalid port" % value)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ConsulError(
+            "the Consul address %r has a path, query or fragment; give only scheme, host and port (for example "
+            "https://consul.example.com:8501): the modules add the /v1/... API paths themselves, and options such "
+            "as datacenter replace query parameters like ?dc=" % value)
     return value.rstrip("/")
 
 
@@ -148,7 +175,7 @@ def normalize_token(value, source="token"):
     token = str(value).strip()
     if not token:
         return None
-    if not _HEADER_SAFE.match(token):
+    if not _HEADER_SAFE.fullmatch(token):
         raise ConsulError(
             "the ACL token from %s contains a character that cannot be sent in the X-Consul-Token header "
             "(whitespace inside it, a control character or a non-ASCII character); check how it was copied "
@@ -157,7 +184,7 @@ def normalize_token(value, source="token"):
 
 
 # What an ACL token may contain once stripped: printable ASCII without spaces.
-_HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 
 
 def read_token_file(path, warn=None, source="CONSUL_HTTP_TOKEN_FILE"):
@@ -232,8 +259,8 @@ def resolve_connection(params, environ=None, warn=None):
                  "so requests are not encrypted" % (", ".join(from_env), conn["url"]))
     if conn["timeout"] is None:
         conn["timeout"] = CONNECTION_ARGSPEC["timeout"]["default"]
-    if conn["timeout"] <= 0:
-        raise ConsulError("timeout must be a positive number of seconds, got %s" % conn["timeout"])
+    if not math.isfinite(conn["timeout"]) or conn["timeout"] <= 0:
+        raise ConsulError("timeout must be a positive, finite number of seconds, got %s" % conn["timeout"])
     return conn
 
 
@@ -475,9 +502,6 @@ class ConsulClient:
         self.backoff = backoff
         self.sleep = sleep
         self.warn = warn or (lambda msg: None)
-        self.requests_made = 0
-        self.last_filtered_by_acls = False
-        self.writes_made = 0
         self._secrets = set()
         self.add_secret(conn.get("token"))
         self._enterprise = None
@@ -520,10 +544,16 @@ class ConsulClient:
                 q[k] = v
         return q
 
-    def request(self, method, path, query=None, body=None, not_found=None, safe=None):
-        """Send one request; return the decoded JSON body (or text).
+    def request(self, method, path, query=None, body=None, not_found=None, safe=None, absent_text=None,
+                expect=None, with_meta=False, timeout=None):
+        """Send one request; return the decoded JSON body.
 
-        not_found: the value to return on 404 instead of raising.
+        not_found: the value to return on 404 instead of raising, but only when Consul's text says the
+        object does not exist (absent_text, a regular expression): any other 404 (Consul's "Invalid URL
+        path", a proxy, a server that is not Consul) is an error, never a silent absence.
+        expect: the JSON type the answer must have (dict, list, bool); anything else is an error.
+        with_meta: return a Response (value, index, filtered_by_acls) instead of the value alone.
+        timeout: seconds for this request, instead of the connection's timeout.
         safe: whether repeating the request is harmless (default: GET and DELETE).
         A request that never reached the server is retried whatever the method.
         """
@@ -538,30 +568,27 @@ class ConsulClient:
             if attempt:
                 delay = self.backoff * (2 ** (attempt - 1))
                 self.sleep(delay * (1 + random.random() * 0.1))
-            self.requests_made += 1
-            if method not in ("GET", "HEAD"):
-                self.writes_made += 1
             try:
                 # Consul's API never redirects; following one would resend the ACL token (and a peering
                 # token in a body) to wherever the Location points, possibly in cleartext.
-                resp = self.session.request(method, url, params=params, data=data, timeout=self.conn["timeout"],
+                resp = self.session.request(method, url, params=params, data=data, timeout=timeout or self.conn["timeout"],
                                             allow_redirects=False, **self._tls)
             except Exception as e:  # requests raises many types; classify by name
-                last = self._connection_failure(e, attempt + 1)
+                last = self._connection_failure(e, attempt + 1, timeout or self.conn["timeout"])
                 if is_tls_failure(e):
                     # A certificate problem does not go away by asking again.
                     raise last
                 if self._never_sent(e) or safe:
                     continue
+                last.maybe_applied = method not in ("GET", "HEAD")
                 raise last
             status = resp.status_code
-            # Consul answers a read that ACLs filtered with 200 and this header, not 403.
             headers = getattr(resp, "headers", None) or {}
-            self.last_filtered_by_acls = str(headers.get("X-Consul-Results-Filtered-By-ACLs", "")).lower() == "true"
-            if status == 404 and not_found is not None:
-                return not_found
+            if status == 404 and not_found is not None and re.search(absent_text or r"not found", resp.text or ""):
+                return Response(not_found, headers) if with_meta else not_found
             if 200 <= status < 300:
-                return self._decode(resp)
+                value = self._decode(resp, expect, method, path)
+                return Response(value, headers) if with_meta else value
             if 300 <= status < 400:
                 raise ConsulError(self.scrub(redirect_message(status, headers.get("Location"), method, path,
                                                               self.base)), status=status)
@@ -570,17 +597,31 @@ class ConsulClient:
             retryable = status in RETRY_STATUSES or (status == 500 and any(t in text for t in RETRY_500_TEXTS))
             if retryable and safe:
                 continue
+            # A gateway's 502/504 says nothing of whether the server behind it applied the write.
+            last.maybe_applied = status in (502, 504) and method not in ("GET", "HEAD")
             raise last
         raise last
 
-    def _decode(self, resp):
+    def _decode(self, resp, expect, method, path):
+        """The JSON answer, checked: a 2xx that is not the JSON Consul sends is not an answer from Consul."""
         text = resp.text
         if not text:
-            return None
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
+            if expect is None:
+                return None
+            value = None
+        else:
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = _NOT_JSON
+        if value is _NOT_JSON or (expect is not None and not isinstance(value, expect)):
+            headers = getattr(resp, "headers", None) or {}
+            ctype = headers.get("Content-Type") or "no content type"
+            raise ConsulError(self.scrub(
+                "the server at %s answered %s %s with HTTP %s but not with Consul's JSON (%s: %r): is url the "
+                "Consul HTTP API itself (scheme, host and port only), not a proxy or another service?"
+                % (self.base, method, path, resp.status_code, ctype, (text or "")[:80])), status=resp.status_code)
+        return value
 
     @staticmethod
     def _never_sent(exc):
@@ -590,7 +631,7 @@ class ConsulClient:
         text = repr(exc)
         return name == "ConnectionError" and ("NewConnectionError" in text or "Connection refused" in text)
 
-    def _connection_failure(self, exc, attempts):
+    def _connection_failure(self, exc, attempts, timeout):
         attempts = "after 1 attempt" if attempts == 1 else "after %d attempts" % attempts
         name = type(exc).__name__
         text = str(exc)
@@ -601,10 +642,10 @@ class ConsulClient:
             msg = ("cannot reach Consul at %s: no answer within %ss (%s); the server accepted the "
                    "connection, so it may be overloaded, or refusing the ACL token slowly (Consul delays some ACL "
                    "denials by about 12 s): raise timeout to 30 to see its answer" % (
-                       self.base, self.conn["timeout"], attempts))
+                       self.base, timeout, attempts))
         elif name in ("ConnectTimeout", "Timeout"):
             msg = "cannot reach Consul at %s: timed out after %ss (%s)" % (
-                self.base, self.conn["timeout"], attempts)
+                self.base, timeout, attempts)
         elif "Connection refused" in text:
             msg = "cannot reach Consul at %s: connection refused (%s); is the agent running?" % (
                 self.base, attempts)
@@ -645,7 +686,7 @@ class ConsulClient:
     def require_enterprise_for(self, what):
         """Fail clearly when an Enterprise-only option is used against Consul CE."""
         if self._enterprise is None:
-            info = self.get("/v1/agent/self") or {}
+            info = self.request("GET", "/v1/agent/self", expect=dict)
             cfg = info.get("Config") or {}
             version = str(cfg.get("Version", ""))
             meta = str(cfg.get("VersionMetadata", ""))
@@ -660,10 +701,11 @@ class ConsulClient:
     # -- peerings ----------------------------------------------------------
     def get_peering(self, name):
         """The peering named name, or None when there is none."""
-        return self.get(api_path("v1", "peering", name), not_found={}) or None
+        return self.request("GET", api_path("v1", "peering", name), not_found={}, absent_text=PEERING_ABSENT,
+                            expect=dict) or None
 
     def list_peerings(self):
-        return self.get("/v1/peerings") or []
+        return self.request("GET", "/v1/peerings", expect=list)
 
     def delete_peering(self, name):
         return self.delete(api_path("v1", "peering", name))
@@ -685,28 +727,59 @@ class ConsulClient:
         self.add_secret(token)
         return token
 
-    def establish_peering(self, name, token, meta=None):
-        """POST /v1/peering/establish with a token the caller has decoded and registered."""
+    def establish_peering(self, name, token, meta=None, timeout=None):
+        """POST /v1/peering/establish with a token the caller has decoded and registered.
+
+        Consul answers only after its servers exchanged the secret with the accepting cluster's
+        servers (about 20 s before it gives up on an address that does not answer), so the
+        request's timeout is at least ESTABLISH_TIMEOUT.
+        """
         body = {"PeerName": name, "PeeringToken": token}
         if meta:
             body["Meta"] = meta
-        try:
-            self.post("/v1/peering/establish", body=body)
-        except ConsulError as e:
-            raise peering_failure(e, name)
+        self.request("POST", "/v1/peering/establish", body=body, safe=False, expect=dict,
+                     timeout=max(timeout or 0, self.conn["timeout"], ESTABLISH_TIMEOUT))
 
     # -- config entries ----------------------------------------------------
-    def get_config_entry(self, kind, name):
-        return self.get(api_path("v1", "config", kind, name), not_found={}) or None
+    def get_config_entry(self, kind, name, namespace=None):
+        """The entry, or None when Consul says there is none. A namespace other than default goes as ?ns=."""
+        return self.request("GET", api_path("v1", "config", kind, name), query=_ns_query(namespace), not_found={},
+                            absent_text=CONFIG_ENTRY_ABSENT, expect=dict) or None
 
     def cas_put_config_entry(self, entry, modify_index):
-        """Write entry only if it is still at modify_index (0 = create only). True if written."""
-        res = self.put("/v1/config", body=entry, query={"cas": str(int(modify_index or 0))}, safe=True)
-        return res is True or res == "true"
+        """Write entry only if it is still at modify_index (0 = create only). True if written.
 
-    def cas_delete_config_entry(self, kind, name, modify_index):
-        res = self.delete(api_path("v1", "config", kind, name), query={"cas": str(int(modify_index))})
-        return res is True or res == "true" or (isinstance(res, dict) and res.get("Deleted") is True)
+        Not repeated by the client once sent: if the answer is lost, the write may have been applied,
+        and only the caller, by reading again, can tell (ConsulError.maybe_applied).
+        """
+        res = self.request("PUT", "/v1/config", body=entry, query={"cas": str(int(modify_index or 0))}, safe=False,
+                           expect=bool)
+        return res is True
+
+    def cas_delete_config_entry(self, kind, name, modify_index, namespace=None):
+        query = dict(_ns_query(namespace) or {}, cas=str(int(modify_index)))
+        res = self.request("DELETE", api_path("v1", "config", kind, name), query=query)
+        return res is True or (isinstance(res, dict) and res.get("Deleted") is True)
+
+    # -- health --------------------------------------------------------------
+    def service_instances_from_peer(self, service, peer):
+        """GET /v1/health/service/<service>?peer=<peer>: (instances, filtered_by_acls)."""
+        resp = self.request("GET", api_path("v1", "health", "service", service), query={"peer": peer}, expect=list,
+                            with_meta=True)
+        return resp.value, resp.filtered_by_acls
+
+
+def _ns_query(namespace):
+    return {"ns": namespace} if namespace and namespace != "default" else None
+
+
+class Response:
+    """A decoded answer with the metadata the callers need, as values (no state kept on the client)."""
+
+    def __init__(self, value, headers):
+        self.value = value
+        self.index = headers.get("X-Consul-Index")
+        self.filtered_by_acls = str(headers.get("X-Consul-Results-Filtered-By-ACLs", "")).lower() == "true"
 
 
 # Polling: peering state changes and imports usually land within a second or two

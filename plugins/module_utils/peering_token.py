@@ -16,15 +16,14 @@ import binascii
 import json
 import re
 
-PEER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Whole-string matches only (fullmatch): "$" alone would accept a trailing newline.
+PEER_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 # Fields a usable peering token must carry (Consul's structs.PeeringToken).
 REQUIRED_TOKEN_FIELDS = ("ServerAddresses", "ServerName", "PeerID", "EstablishmentSecret")
 
 # States in which a peering is alive, or on its way to being alive.
 LIVE_STATES = ("ACTIVE", "ESTABLISHING")
-# States after which a peering must be made anew.
-DEAD_STATES = ("TERMINATED", "FAILING", "DELETING")
 
 
 class TokenError(ValueError):
@@ -39,7 +38,7 @@ def peer_name_problem(name, option="peer_name"):
         return "%s must be a string" % option
     if len(name) > 63:
         return "%s %r is %d characters long; a peer name is a DNS label of at most 63" % (option, name, len(name))
-    if not PEER_NAME_RE.match(name):
+    if not PEER_NAME_RE.fullmatch(name):
         hints = []
         if name != name.lower():
             hints.append("uppercase letters")
@@ -52,7 +51,7 @@ def peer_name_problem(name, option="peer_name"):
     return None
 
 
-_HOST_PORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})$")
+_HOST_PORT_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})")
 
 
 def server_addresses_problem(addresses, option="server_external_addresses"):
@@ -62,7 +61,7 @@ def server_addresses_problem(addresses, option="server_external_addresses"):
     cause; so the addresses are checked before the token is generated.
     """
     for index, address in enumerate(addresses or []):
-        m = _HOST_PORT_RE.match(address or "")
+        m = _HOST_PORT_RE.fullmatch(address or "")
         if not m or not 0 < int(m.group(3)) <= 65535:
             return ("%s[%d] %r is not a host:port address (the dialing cluster connects to it; e.g. "
                     "'203.0.113.10:8503' or '[2001:db8::1]:8503', port 1-65535)" % (option, index, address))
@@ -77,7 +76,7 @@ def decode_token(token):
     """
     if token is None or not str(token).strip():
         raise TokenError("peering_token is empty")
-    raw = str(token).strip()
+    raw = clean_token(token)
     if len(raw) > 1024 * 1024:
         raise TokenError("peering_token is %d bytes long; a peering token is a few kilobytes" % len(raw))
     try:
@@ -99,6 +98,27 @@ def decode_token(token):
     if not isinstance(addrs, list) or not all(isinstance(a, str) and a for a in addrs):
         raise TokenError("peering_token has a malformed ServerAddresses list")
     return decoded
+
+
+def clean_token(token):
+    """The token without whitespace: a line-wrapped copy decodes as Consul's base64 decoder reads it."""
+    return re.sub(r"\s+", "", str(token))
+
+
+def wait_timeout_problem(value, option="wait_timeout"):
+    """Why a wait in seconds is unusable, or None."""
+    if value is not None and value < 0:
+        return "%s must be 0 or more seconds, got %s" % (option, value)
+    return None
+
+
+def meta_problem(meta, option="meta"):
+    """Why meta cannot be peering meta (a map of strings), or None. Numbers and booleans become strings."""
+    for key, value in (meta or {}).items():
+        if isinstance(value, (dict, list, tuple, set)):
+            return ("%s.%s is a %s; peering meta values are strings (Consul stores a map of string to string): "
+                    "encode it, for example with to_json" % (option, key, type(value).__name__))
+    return None
 
 
 def token_summary(decoded):

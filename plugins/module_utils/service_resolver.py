@@ -40,7 +40,7 @@ _UNITS = {"ns": 1, "us": 1000, "\u00b5s": 1000, "\u03bcs": 1000, "ms": 10 ** 6, 
           "m": 60 * 10 ** 9, "h": 3600 * 10 ** 9}
 _DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)([a-z\u00b5\u03bc]+)")
 # Consul's validServiceSubset: subset names end up in SNI host names.
-_SUBSET_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_SUBSET_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
 LB_POLICIES = ("random", "round_robin", "least_request", "ring_hash", "maglev")
 HASH_BASED = ("ring_hash", "maglev")
@@ -79,7 +79,7 @@ def parse_duration(text):
     while pos < len(s):
         match = _DURATION_PART.match(s, pos)
         if not match or match.group(1) in ("", "."):
-            if re.match(r"^[0-9.]+$", s[pos:]):
+            if re.fullmatch(r"[0-9.]+", s[pos:]):
                 raise ValueError("%r has no unit; Consul needs one, such as %ss or %sms" % (text, s[pos:], s[pos:]))
             raise ValueError("%r is not a duration; give a number with a unit, such as 5s, 1m30s or 250ms" % text)
         number, unit = match.groups()
@@ -334,7 +334,7 @@ def validate_resolver(params):
     seen = set()
     for i, subset in enumerate(subsets):
         sname = subset.get("name") or ""
-        if len(sname) > 63 or not _SUBSET_NAME.match(sname):
+        if len(sname) > 63 or not _SUBSET_NAME.fullmatch(sname):
             errors.append("subsets[%d].name: %r is not a valid subset name: at most 63 lowercase letters, digits "
                           "and '-', starting and ending with a letter or digit" % (i, sname))
         elif sname in seen:

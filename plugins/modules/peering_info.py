@@ -206,7 +206,6 @@ visible_services:
 
 from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import (
     ConsulError,
-    api_path,
     path_segment_problem,
     new_module,
     run_module,
@@ -250,10 +249,11 @@ def wait_for_imports(client, name, services, timeout):
     def probe():
         for svc in wanted:
             if svc not in seen:
-                if client.get(api_path("v1", "health", "service", svc), query={"peer": name}):
+                instances, filtered_by_acls = client.service_instances_from_peer(svc, name)
+                if instances:
                     seen.add(svc)
                     filtered.discard(svc)
-                elif client.last_filtered_by_acls:
+                elif filtered_by_acls:
                     filtered.add(svc)
         return len(seen) == len(wanted)
 

@@ -13,6 +13,9 @@ import pytest
 from ansible_collections.seed.consul_peering.plugins.module_utils import config_entries as ce
 from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import ConsulError
 
+from ..peering_stubs import FakeSession, Resp, ok
+from ..peering_stubs import client as stub_client
+
 
 def svc(name, *consumers, namespace=None):
     """Module-style service input; consumers given as ('peer', 'x') pairs."""
@@ -491,7 +494,7 @@ class StubClient:
         self.index += 1
         self.entry["ModifyIndex"] = self.index
 
-    def get_config_entry(self, kind, name):
+    def get_config_entry(self, kind, name, namespace=None):
         self.calls.append(("GET", kind, name))
         return copy.deepcopy(self.entry)
 
@@ -518,7 +521,7 @@ class StubClient:
         self.entry.update(CreateIndex=created or self.index, ModifyIndex=self.index)
         return True
 
-    def cas_delete_config_entry(self, kind, name, modify_index):
+    def cas_delete_config_entry(self, kind, name, modify_index, namespace=None):
         self.calls.append(("DELETE", modify_index))
         if self.entry and int(modify_index) != self.entry["ModifyIndex"]:
             return False
@@ -617,26 +620,17 @@ def test_write_errors_go_through_explain():
     assert "Consul refused L7 permissions for destination 'api'" in info.value.msg
 
 
-class NamespacedClient(StubClient):
-    """Records the generic calls the loop makes for a non-default namespace."""
-
-    def get(self, path, query=None, not_found=None):
-        self.calls.append(("GET", path, query))
-        return copy.deepcopy(self.entry) or not_found
-
-    def delete(self, path, query=None):
-        self.calls.append(("DELETE", path, query))
-        self.entry = None
-        return True
-
-
 def test_namespace_goes_as_query_parameter():
-    client = NamespacedClient({"Kind": "service-intentions", "Name": "api", "Namespace": "ns1",
-                               "Sources": [{"Name": "web", "Action": "allow"}]})
+    """The loop hands the namespace to the client, which sends it as ?ns= (read and CAS delete alike)."""
+    entry = {"Kind": "service-intentions", "Name": "api", "Namespace": "ns1", "ModifyIndex": 10,
+             "Sources": [{"Name": "web", "Action": "allow"}]}
+    session = FakeSession(("GET", "/v1/config/service-intentions/api", ok(entry)),
+                          ("DELETE", "/v1/config/service-intentions/api", Resp(200, text="true")))
     result = ce.apply_config_entry(
-        client, "service-intentions", "api",
+        stub_client(session), "service-intentions", "api",
         lambda cur: ce.merge_intentions(cur, None, "api", "absent", dest_namespace="ns1"),
         lambda e: ce.canonical_intentions(e, "ns1"), namespace="ns1", sleep=lambda s: None)
-    assert client.calls[0] == ("GET", "/v1/config/service-intentions/api", {"ns": "ns1"})
-    assert client.calls[1] == ("DELETE", "/v1/config/service-intentions/api", {"cas": "10", "ns": "ns1"})
+    assert session.calls[0].params == {"ns": "ns1"}
+    assert session.calls[1].params == {"cas": "10", "ns": "ns1"}
+    assert not session.unexpected
     assert result["operation"] == "delete"

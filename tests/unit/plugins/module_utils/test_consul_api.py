@@ -52,8 +52,9 @@ def test_defaults():
     (dict(CONSUL_HTTP_ADDR="consul.example.com:8501", CONSUL_HTTP_SSL="true"), "https://consul.example.com:8501"),
     (dict(CONSUL_HTTP_ADDR="consul.example.com:8501", CONSUL_HTTP_SSL="1"), "https://consul.example.com:8501"),
     (dict(CONSUL_HTTP_ADDR="consul.example.com:8500", CONSUL_HTTP_SSL="false"), "http://consul.example.com:8500"),
-    # An explicit scheme wins over CONSUL_HTTP_SSL.
-    (dict(CONSUL_HTTP_ADDR="http://consul.example.com:8500", CONSUL_HTTP_SSL="true"), "http://consul.example.com:8500"),
+    # As Consul's CLI: CONSUL_HTTP_SSL=true never reverts to plain HTTP, even for an http:// address.
+    (dict(CONSUL_HTTP_ADDR="http://consul.example.com:8500", CONSUL_HTTP_SSL="true"), "https://consul.example.com:8500"),
+    (dict(CONSUL_HTTP_ADDR="https://consul.example.com:8501", CONSUL_HTTP_SSL="false"), "https://consul.example.com:8501"),
 ])
 def test_url_from_consul_http_addr(env, url):
     assert resolve(**env)["url"] == url

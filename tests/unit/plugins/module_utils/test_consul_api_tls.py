@@ -32,7 +32,7 @@ class RecordingSession:
         self.calls.append((method, url, kwargs))
         if self.raises is not None:
             raise self.raises
-        return Resp(200, "[]")
+        return Resp(200, "[]" if url.endswith("/v1/peerings") else "{}")
 
 
 class Resp:
