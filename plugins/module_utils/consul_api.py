@@ -26,12 +26,7 @@ import time
 import traceback
 from urllib.parse import quote, quote_plus, urlsplit
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import (
-    explain_peering_error,
-    peering_diff_view,
-    peering_summary,
-)
+from ansible.module_utils.basic import missing_required_lib
 
 REQUESTS_IMPORT_ERROR = None
 try:
@@ -717,11 +712,8 @@ class ConsulClient:
             body["Meta"] = meta
         if server_external_addresses:
             body["ServerExternalAddresses"] = list(server_external_addresses)
-        try:
-            res = self.post("/v1/peering/token", body=body)
-        except ConsulError as e:
-            raise peering_failure(e, name)
-        token = (res or {}).get("PeeringToken") if isinstance(res, dict) else None
+        res = self.request("POST", "/v1/peering/token", body=body, safe=False, expect=dict)
+        token = res.get("PeeringToken")
         if not token:
             raise ConsulError("Consul answered POST /v1/peering/token without a PeeringToken")
         self.add_secret(token)
@@ -780,138 +772,3 @@ class Response:
         self.value = value
         self.index = headers.get("X-Consul-Index")
         self.filtered_by_acls = str(headers.get("X-Consul-Results-Filtered-By-ACLs", "")).lower() == "true"
-
-
-# Polling: peering state changes and imports usually land within a second or two
-# on a healthy cluster, so the first polls come fast and the interval backs off
-# to at most POLL_MOST seconds (bench/ measured these; see docs/benchmarks.md).
-POLL_FIRST = 0.1
-POLL_FACTOR = 1.5
-POLL_MOST = 1.0
-
-
-def wait_until(probe, timeout, sleep=time.sleep, clock=time.monotonic, first=POLL_FIRST, most=POLL_MOST,
-               factor=POLL_FACTOR):
-    """Call probe() until it returns a truthy value or timeout seconds pass.
-
-    Polls fast at first (first seconds) and backs off by factor to at most
-    `most` seconds between calls, so a short wait costs little latency and a
-    long one few requests. Returns (value, waited_seconds); value is the last
-    falsy result on timeout.
-    """
-    start = clock()
-    delay = first
-    while True:
-        value = probe()
-        waited = clock() - start
-        if value or waited >= timeout:
-            return value, waited
-        sleep(min(delay, max(0.0, timeout - waited)))
-        delay = min(most, delay * factor)
-
-
-def peering_failure(err, name):
-    """err reworded when Consul's text names a known peering problem (Consul's own text kept at the end)."""
-    text = err.body if err.body is not None else err.msg
-    explained = explain_peering_error(text, name)
-    if explained is None:
-        return err
-    return ConsulError("%s (Consul said: %s)" % (explained, (text or "").strip()), status=err.status, body=err.body)
-
-
-def wait_for_peering(client, name, done, timeout):
-    """Poll GET /v1/peering/<name> until done(peering or None); returns (peering, reached, waited).
-
-    Peering reads are polled because blocking queries do not wake on state changes.
-    """
-    last = {}
-
-    def probe():
-        last["peering"] = client.get_peering(name)
-        return done(last["peering"])
-
-    reached, waited = wait_until(probe, timeout, sleep=client.sleep)
-    return last["peering"], bool(reached), waited
-
-
-def wait_peering_gone(client, name, timeout):
-    """Wait until the peering is gone (GET answers 404); DELETING is transient."""
-    peering, gone, waited = wait_for_peering(client, name, lambda p: p is None, timeout)
-    if not gone:
-        raise ConsulError(
-            "the peering %r is still being deleted (state %s) after %ds; Consul removes it in the background "
-            "once the peering's data is cleaned up: try again later or raise wait_timeout"
-            % (name, peering.get("State"), waited)
-        )
-    return waited
-
-
-def delete_peering_and_wait(client, name, timeout):
-    """DELETE answers 200 at once; the peering is gone only when GET answers 404."""
-    client.delete_peering(name)
-    return wait_peering_gone(client, name, timeout)
-
-
-def remove_peering(client, name, timeout, check_mode=False):
-    """state=absent for a peering, on either side: delete it and wait until it is gone.
-
-    Returns a module result. A peering already DELETING is waited for but not deleted
-    again, so it does not count as a change made by this run.
-    """
-    existing = client.get_peering(name)
-    before = peering_summary(existing)
-    result = dict(changed=False, operation="none", peering={}, diff=dict(before=peering_diff_view(before), after={}))
-    if not existing:
-        return result
-    deleting = existing.get("State") == "DELETING"
-    result["changed"] = not deleting
-    result["operation"] = "wait_deleted" if deleting else "delete"
-    if check_mode:
-        result["peering"] = before
-        return result
-    if not deleting:
-        client.delete_peering(name)
-    result["waited"] = round(wait_peering_gone(client, name, timeout), 1)
-    return result
-
-
-def connection_argspec(**extra):
-    spec = dict(CONNECTION_ARGSPEC)
-    spec.update(extra)
-    return spec
-
-
-def new_module(argument_spec, **kwargs):
-    """An AnsibleModule with the connection options merged in."""
-    kwargs.setdefault("supports_check_mode", True)
-    module = AnsibleModule(argument_spec=connection_argspec(**argument_spec), **kwargs)
-    if requests is None:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-    return module
-
-
-def client_for(module):
-    conn = resolve_connection(module.params, warn=module.warn)
-    client = ConsulClient(conn, warn=module.warn)
-    if conn.get("partition") and conn["partition"] != "default":
-        client.require_enterprise_for("partition %r" % conn["partition"])
-    return client
-
-
-def run_module(module, logic):
-    """Run logic(module, client) -> result dict and exit; the one place ConsulError becomes fail_json."""
-    client = None
-    # Credentials in the url are refused, and must not show in the invocation's module_args either.
-    userinfo = url_userinfo(module.params.get("url"))
-    if userinfo:
-        module.no_log_values.update(secret_forms(userinfo) | set(userinfo.split(":")) - {""})
-    try:
-        client = client_for(module)
-        result = logic(module, client)
-    except ConsulError as e:
-        scrub = client.scrub if client else (lambda s: s)
-        fail = dict(msg=scrub(e.msg))
-        if e.status is not None:
-            fail["status"] = e.status
-        module.fail_json(**fail)
-    module.exit_json(**result)

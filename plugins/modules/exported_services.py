@@ -191,7 +191,7 @@ cas_conflicts:
   sample: 0
 """
 
-from ansible_collections.seed.consul_peering.plugins.module_utils.config_entries import (
+from ansible_collections.seed.consul_peering.plugins.module_utils._config_entries import (
     EXPORTED_SERVICES,
     apply_config_entry,
     canonical_exported_services,
@@ -200,7 +200,7 @@ from ansible_collections.seed.consul_peering.plugins.module_utils.config_entries
     merge_exported_services,
     validate_exported_services,
 )
-from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import new_module, run_module
+from ansible_collections.seed.consul_peering.plugins.module_utils._module import run_module
 
 CONSUMER_SPEC = dict(
     peer=dict(type="str"),
@@ -222,7 +222,7 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def export(module, client):
+def logic(module, client):
     p = module.params
     name = p["name"] or p["partition"] or "default"
     enterprise = exported_services_enterprise_fields(p["services"], name)
@@ -237,12 +237,12 @@ def export(module, client):
     )
 
 
+def validate(p):
+    return validate_exported_services(p["services"], p["state"], p["exclusive"])
+
+
 def main():
-    module = new_module(ARGUMENT_SPEC, required_if=[("state", "present", ("services",))])
-    errors = validate_exported_services(module.params["services"], module.params["state"], module.params["exclusive"])
-    if errors:
-        module.fail_json(msg="; ".join(errors))
-    run_module(module, export)
+    run_module(ARGUMENT_SPEC, logic, validate, required_if=[("state", "present", ("services",))])
 
 
 if __name__ == "__main__":

@@ -220,146 +220,51 @@ waited:
   type: float
 """
 
-from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import (
-    ConsulError,
-    new_module,
-    remove_peering,
-    run_module,
-    wait_for_peering,
-    wait_peering_gone,
-)
-from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import (
-    LIVE_STATES,
-    MSG_NAME_IS_ACCEPTOR,
+from ansible_collections.seed.consul_peering.plugins.module_utils._module import run_module
+from ansible_collections.seed.consul_peering.plugins.module_utils._peering import (
     TokenError,
     decode_token,
-    normalize_meta,
-    not_active_message,
+    ensure_established,
+    meta_problem,
     peer_name_problem,
-    peering_diff_view,
-    peering_role,
-    peering_summary,
-    token_summary,
+    remove_peering,
+    wait_timeout_problem,
+)
+
+ARGUMENT_SPEC = dict(
+    peer_name=dict(type="str", required=True),
+    peering_token=dict(type="str", no_log=True),
+    meta=dict(type="dict"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    wait=dict(type="bool", default=True),
+    wait_timeout=dict(type="int", default=60),
 )
 
 
-def is_active(peering):
-    return bool(peering) and peering.get("State") == "ACTIVE"
-
-
-def operation_for(existing, decoded):
-    if not existing or existing.get("State") == "DELETING":
-        return "establish"
-    if existing.get("State") in LIVE_STATES and existing.get("PeerID") == decoded["PeerID"]:
-        return "none"
-    return "reestablish"
-
-
-def wait_active(client, name, peer_id, timeout):
-    # The peer ID too: re-pointing an active peering keeps its state until the new stream takes over.
-    peering, reached, waited = wait_for_peering(
-        client, name, lambda p: is_active(p) and p.get("PeerID") == peer_id, timeout)
-    if not reached:
-        if is_active(peering):
-            raise ConsulError("the peering %r is still ACTIVE with its previous peer (PeerID %s) after %ds, not with "
-                              "the token's (PeerID %s)" % (name, peering.get("PeerID"), waited, peer_id))
-        raise ConsulError(not_active_message(name, peering, waited))
-    return peering, waited
-
-
-def remove_leftover(client, name, decoded, timeout):
-    """Undo the record Consul writes before a secret exchange that then fails.
-
-    Consul keeps it (a re-establishment must not drop an active peering), but for a peering
-    that did not exist before, it is only debris that would also claim the name for a dialer.
-    """
-    try:
-        left = client.get_peering(name)
-        if left and left.get("State") == "PENDING" and left.get("PeerID") == decoded["PeerID"]:
-            client.delete_peering(name)
-            wait_peering_gone(client, name, timeout)
-    except ConsulError:
-        pass  # the establishment's own error is the one to report
-
-
-def present(module, client, decoded):
-    p = module.params
-    name = p["peer_name"]
-    meta = normalize_meta(p["meta"])
-    existing = client.get_peering(name)
-    before = peering_summary(existing)
-    # A peering being deleted is waited for below, whichever side it was.
-    if existing and existing.get("State") != "DELETING" and peering_role(existing) == "acceptor":
-        raise ConsulError(MSG_NAME_IS_ACCEPTOR.format(name=name))
-    operation = operation_for(existing, decoded)
-    if operation == "none" and meta is not None and before["meta"] != meta:
-        module.warn("meta of the peering %r differs from the requested meta; Consul sets meta when a peering is "
-                    "established, so it changes the next time the peering is established with a new token" % name)
-    after_view = dict(name=name, role="dialer", state="ACTIVE" if p["wait"] else "ESTABLISHING",
-                      meta=meta or {}, peer_id=decoded["PeerID"])
-    if operation == "none":
-        after_view = dict(peering_diff_view(before), state="ACTIVE" if p["wait"] else before["state"])
-    result = dict(changed=operation != "none", operation=operation, peering=before,
-                  token_info=token_summary(decoded),
-                  diff=dict(before=peering_diff_view(before), after=after_view))
-    if module.check_mode or (operation == "none" and (not p["wait"] or is_active(existing))):
-        return result
-
-    if operation != "none":
-        if existing and existing.get("State") == "DELETING":
-            wait_peering_gone(client, name, p["wait_timeout"])
-            existing = None
+def validate(p):
+    problems = [peer_name_problem(p["peer_name"]), meta_problem(p["meta"]), wait_timeout_problem(p["wait_timeout"])]
+    if p["state"] == "present":
+        # The token is decoded before any request: a malformed one sends nothing.
         try:
-            client.establish_peering(name, p["peering_token"], meta=meta)
-        except ConsulError:
-            if not existing:
-                remove_leftover(client, name, decoded, p["wait_timeout"])
-            raise
-    if p["wait"]:
-        after, waited = wait_active(client, name, decoded["PeerID"], p["wait_timeout"])
-        result["waited"] = round(waited, 1)
+            decode_token(p["peering_token"])
+        except TokenError as e:
+            problems.append(str(e))
+    return problems
+
+
+def logic(module, client):
+    p = module.params
+    if p["state"] == "absent":
+        result = remove_peering(client, p["peer_name"], p["wait_timeout"], module.check_mode)
     else:
-        after = client.get_peering(name)
-    result["peering"] = peering_summary(after)
-    result["diff"]["after"] = peering_diff_view(result["peering"])
+        result = ensure_established(client, p, module.check_mode, module.warn)
+    if not module._diff:
+        result.pop("diff", None)
     return result
 
 
 def main():
-    module = new_module(
-        dict(
-            peer_name=dict(type="str", required=True),
-            peering_token=dict(type="str", no_log=True),
-            meta=dict(type="dict"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            wait=dict(type="bool", default=True),
-            wait_timeout=dict(type="int", default=60),
-        ),
-        required_if=[("state", "present", ["peering_token"])],
-    )
-    p = module.params
-    problem = peer_name_problem(p["peer_name"])
-    if problem:
-        module.fail_json(msg=problem)
-    decoded = None
-    if p["state"] == "present":
-        try:
-            decoded = decode_token(p["peering_token"])
-        except TokenError as e:
-            module.fail_json(msg=str(e))
-
-    def logic(module, client):
-        if p["state"] == "absent":
-            result = remove_peering(client, p["peer_name"], p["wait_timeout"], module.check_mode)
-        else:
-            client.add_secret(p["peering_token"])
-            client.add_secret(decoded.get("EstablishmentSecret"))
-            result = present(module, client, decoded)
-        if not module._diff:
-            result.pop("diff", None)
-        return result
-
-    run_module(module, logic)
+    run_module(ARGUMENT_SPEC, logic, validate, required_if=[("state", "present", ["peering_token"])])
 
 
 if __name__ == "__main__":

@@ -204,19 +204,32 @@ visible_services:
   sample: [backend, payments]
 """
 
-from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import (
-    ConsulError,
-    path_segment_problem,
-    new_module,
-    run_module,
-    wait_for_peering,
-    wait_until,
-)
-from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import (
+from ansible_collections.seed.consul_peering.plugins.module_utils._module import run_module
+from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import ConsulError, path_segment_problem
+from ansible_collections.seed.consul_peering.plugins.module_utils._peering import (
     not_active_message,
     peer_name_problem,
     peering_summary,
+    wait_for_imports,
+    wait_for_peering,
+    wait_timeout_problem,
 )
+
+ARGUMENT_SPEC = dict(
+    peer_name=dict(type="str"),
+    wait_for=dict(type="str", choices=["active"]),
+    expect_services=dict(type="list", elements="str"),
+    wait_timeout=dict(type="int", default=60),
+)
+
+
+def validate(p):
+    problems = [wait_timeout_problem(p["wait_timeout"])]
+    if p["peer_name"] is not None:
+        problems.append(peer_name_problem(p["peer_name"]))
+    for i, svc in enumerate(p["expect_services"] or []):
+        problems.append(path_segment_problem(svc, "expect_services[%d]" % i))
+    return problems
 
 
 def logic(module, client):
@@ -240,59 +253,9 @@ def logic(module, client):
     return result
 
 
-def wait_for_imports(client, name, services, timeout):
-    """Poll the health API until every service is visible from the peer; fail naming the missing ones."""
-    wanted = sorted(set(services))
-    seen = set()
-    filtered = set()
-
-    def probe():
-        for svc in wanted:
-            if svc not in seen:
-                instances, filtered_by_acls = client.service_instances_from_peer(svc, name)
-                if instances:
-                    seen.add(svc)
-                    filtered.discard(svc)
-                elif filtered_by_acls:
-                    filtered.add(svc)
-        return len(seen) == len(wanted)
-
-    done, waited = wait_until(probe, timeout, sleep=client.sleep)
-    if not done:
-        missing = [s for s in wanted if s not in seen]
-        if filtered:
-            raise ConsulError(
-                "%s exported by peer %r cannot be seen with this ACL token: Consul filtered the answer by ACLs "
-                "(X-Consul-Results-Filtered-By-ACLs). Reading imported services needs service:read on all services and "
-                "node:read on all nodes (service_prefix \"\" and node_prefix \"\" with policy read), "
-                "or service:write on any one service" % (", ".join(sorted(filtered)), name))
-        raise ConsulError(
-            "after %ds, %s exported by peer %r %s not visible on this cluster "
-            "(GET /v1/health/service/<name>?peer=%s is empty): check the peer's exported-services entry "
-            "names this cluster as a consumer, and that the peering is ACTIVE"
-            % (waited, ", ".join(missing), name, "is" if len(missing) == 1 else "are", name))
-    return wanted, waited
-
-
 def main():
-    module = new_module(
-        dict(
-            peer_name=dict(type="str"),
-            wait_for=dict(type="str", choices=["active"]),
-            expect_services=dict(type="list", elements="str"),
-            wait_timeout=dict(type="int", default=60),
-        ),
-        required_by=dict(wait_for=["peer_name"], expect_services=["peer_name"]),
-    )
-    problems = []
-    if module.params["peer_name"] is not None:
-        problems.append(peer_name_problem(module.params["peer_name"]))
-    for i, svc in enumerate(module.params["expect_services"] or []):
-        problems.append(path_segment_problem(svc, "expect_services[%d]" % i))
-    problems = [p for p in problems if p]
-    if problems:
-        module.fail_json(msg="; ".join(problems))
-    run_module(module, logic)
+    run_module(ARGUMENT_SPEC, logic, validate,
+               required_by=dict(wait_for=["peer_name"], expect_services=["peer_name"]))
 
 
 if __name__ == "__main__":

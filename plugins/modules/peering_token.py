@@ -213,82 +213,29 @@ operation:
   sample: generate
 """
 
-from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import (
-    ConsulError,
-    delete_peering_and_wait,
-    new_module,
-    remove_peering,
-    run_module,
-    wait_peering_gone,
-)
-from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import (
-    LIVE_STATES,
-    MSG_NAME_IS_DIALER,
-    TokenError,
-    decode_token,
-    normalize_meta,
+from ansible_collections.seed.consul_peering.plugins.module_utils._module import run_module
+from ansible_collections.seed.consul_peering.plugins.module_utils._peering import (
+    ensure_token,
+    meta_problem,
     peer_name_problem,
-    peering_diff_view,
-    peering_role,
-    peering_summary,
+    remove_peering,
     server_addresses_problem,
-    token_summary,
+    wait_timeout_problem,
+)
+
+ARGUMENT_SPEC = dict(
+    peer_name=dict(type="str", required=True),
+    meta=dict(type="dict"),
+    server_external_addresses=dict(type="list", elements="str"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    regenerate=dict(type="bool", default=False),
+    wait_timeout=dict(type="int", default=60),
 )
 
 
-def operation_for(existing, regenerate):
-    if not existing:
-        return "generate"
-    state = existing.get("State")
-    if state == "TERMINATED":
-        return "recreate"
-    if state == "DELETING":
-        return "generate"
-    if state in LIVE_STATES and not regenerate:
-        return "none"
-    return "regenerate"
-
-
-def present(module, client):
-    p = module.params
-    name = p["peer_name"]
-    meta = normalize_meta(p["meta"])
-    existing = client.get_peering(name)
-    before = peering_summary(existing)
-    # A peering being deleted is waited for below, whichever side it was.
-    if existing and existing.get("State") != "DELETING" and peering_role(existing) == "dialer":
-        raise ConsulError(MSG_NAME_IS_DIALER.format(name=name))
-    operation = operation_for(existing, p["regenerate"])
-    # Consul keeps the Meta a peering was created with; a later generation cannot change it.
-    if existing and operation in ("none", "regenerate") and meta is not None and before["meta"] != meta:
-        module.warn("meta of the existing peering %r differs from the requested meta; Consul sets meta only when "
-                    "a peering is created (delete it with state=absent and generate again to change it)" % name)
-    after_view = dict(peering_diff_view(before) or dict(name=name, role="acceptor"),
-                      state="PENDING" if operation != "none" else before.get("state"))
-    if operation in ("generate", "recreate"):
-        after_view["meta"] = meta or {}
-    result = dict(changed=operation != "none", operation=operation, peering=before,
-                  diff=dict(before=peering_diff_view(before), after=after_view))
-    if operation == "none" or module.check_mode:
-        return result
-
-    if existing and existing.get("State") == "TERMINATED":
-        # A token for a terminated peering is refused when used: the peering must be made anew.
-        delete_peering_and_wait(client, name, p["wait_timeout"])
-    elif existing and existing.get("State") == "DELETING":
-        wait_peering_gone(client, name, p["wait_timeout"])
-
-    token = client.generate_peering_token(name, meta=meta,
-                                          server_external_addresses=p["server_external_addresses"])
-    try:
-        decoded = decode_token(token)
-    except TokenError as e:
-        raise ConsulError("Consul generated a peering token this module cannot read: %s" % e)
-    client.add_secret(decoded.get("EstablishmentSecret"))
-    after = peering_summary(client.get_peering(name))
-    result.update(peering=after, peering_token=token, token_info=token_summary(decoded))
-    result["diff"]["after"] = peering_diff_view(after)
-    return result
+def validate(p):
+    return [peer_name_problem(p["peer_name"]), server_addresses_problem(p["server_external_addresses"]),
+            meta_problem(p["meta"]), wait_timeout_problem(p["wait_timeout"])]
 
 
 def logic(module, client):
@@ -296,26 +243,14 @@ def logic(module, client):
     if p["state"] == "absent":
         result = remove_peering(client, p["peer_name"], p["wait_timeout"], module.check_mode)
     else:
-        result = present(module, client)
+        result = ensure_token(client, p, module.check_mode, module.warn)
     if not module._diff:
         result.pop("diff", None)
     return result
 
 
 def main():
-    module = new_module(dict(
-        peer_name=dict(type="str", required=True),
-        meta=dict(type="dict"),
-        server_external_addresses=dict(type="list", elements="str"),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-        regenerate=dict(type="bool", default=False),
-        wait_timeout=dict(type="int", default=60),
-    ))
-    problem = peer_name_problem(module.params["peer_name"]) or server_addresses_problem(
-        module.params["server_external_addresses"])
-    if problem:
-        module.fail_json(msg=problem)
-    run_module(module, logic)
+    run_module(ARGUMENT_SPEC, logic, validate)
 
 
 if __name__ == "__main__":

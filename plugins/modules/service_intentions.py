@@ -309,7 +309,7 @@ cas_conflicts:
   sample: 0
 """
 
-from ansible_collections.seed.consul_peering.plugins.module_utils.config_entries import (
+from ansible_collections.seed.consul_peering.plugins.module_utils._config_entries import (
     SERVICE_INTENTIONS,
     apply_config_entry,
     canonical_intentions,
@@ -318,7 +318,7 @@ from ansible_collections.seed.consul_peering.plugins.module_utils.config_entries
     merge_intentions,
     validate_intention_sources,
 )
-from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import new_module, run_module
+from ansible_collections.seed.consul_peering.plugins.module_utils._module import run_module
 
 HEADER_SPEC = dict(
     name=dict(type="str", required=True),
@@ -365,7 +365,7 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def intentions(module, client):
+def logic(module, client):
     p = module.params
     name, namespace, partition = p["name"], p["namespace"], p["partition"]
     enterprise = intentions_enterprise_fields(p["sources"], namespace)
@@ -385,13 +385,12 @@ def intentions(module, client):
     )
 
 
+def validate(p):
+    return validate_intention_sources(p["sources"], p["state"], p["exclusive"], destination=p["name"])
+
+
 def main():
-    module = new_module(ARGUMENT_SPEC, required_if=[("state", "present", ("sources",))])
-    p = module.params
-    errors = validate_intention_sources(p["sources"], p["state"], p["exclusive"], destination=p["name"])
-    if errors:
-        module.fail_json(msg="; ".join(errors))
-    run_module(module, intentions)
+    run_module(ARGUMENT_SPEC, logic, validate, required_if=[("state", "present", ("sources",))])
 
 
 if __name__ == "__main__":

@@ -345,12 +345,12 @@ cas_conflicts:
   sample: 0
 """
 
-from ansible_collections.seed.consul_peering.plugins.module_utils.config_entries import (
+from ansible_collections.seed.consul_peering.plugins.module_utils._config_entries import (
     apply_config_entry,
     explain_write_error,
 )
-from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import new_module, run_module
-from ansible_collections.seed.consul_peering.plugins.module_utils.service_resolver import (
+from ansible_collections.seed.consul_peering.plugins.module_utils._module import run_module
+from ansible_collections.seed.consul_peering.plugins.module_utils._service_resolver import (
     LB_POLICIES,
     HASH_FIELDS,
     SERVICE_RESOLVER,
@@ -416,7 +416,7 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def resolver(module, client):
+def logic(module, client):
     p = module.params
     if p["state"] == "present":
         enterprise = resolver_enterprise_fields(p)
@@ -433,11 +433,7 @@ def resolver(module, client):
 
 
 def main():
-    module = new_module(ARGUMENT_SPEC)
-    errors = validate_resolver(module.params)
-    if errors:
-        module.fail_json(msg="; ".join(errors))
-    run_module(module, resolver)
+    run_module(ARGUMENT_SPEC, logic, validate_resolver)
 
 
 if __name__ == "__main__":

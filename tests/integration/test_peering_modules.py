@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from ansible_collections.seed.consul_peering.plugins.module_utils import peering_token as pt
+from ansible_collections.seed.consul_peering.plugins.module_utils import _peering as pt
 
 from conftest import consul, wait_for
 

@@ -21,7 +21,7 @@ import pytest
 
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.seed.consul_peering.plugins.module_utils import consul_api
+from ansible_collections.seed.consul_peering.plugins.module_utils import _module, consul_api
 
 ACL_TOKEN = "0b1c7f7e-aaaa-bbbb-cccc-acl0secret00"
 SECRET = "6d0824ce-1fa8-8e3f-d102-b105a6bf98ab"
@@ -140,7 +140,7 @@ def stubbed(session):
         kw.update(session=session, sleep=lambda seconds: None)
         return real(conn, **kw)
 
-    with mock.patch.object(consul_api, "ConsulClient", factory):
+    with mock.patch.object(_module, "ConsulClient", factory):
         yield
 
 

@@ -10,7 +10,7 @@ import copy
 
 import pytest
 
-from ansible_collections.seed.consul_peering.plugins.module_utils import config_entries as ce
+from ansible_collections.seed.consul_peering.plugins.module_utils import _config_entries as ce
 from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import ConsulError
 
 from ..peering_stubs import FakeSession, Resp, ok

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from ansible_collections.seed.consul_peering.plugins.module_utils import consul_api as api
-from ansible_collections.seed.consul_peering.plugins.module_utils import peering_token as pt
+from ansible_collections.seed.consul_peering.plugins.module_utils import _peering as pt
 
 from ..peering_stubs import (
     ACL_TOKEN,
@@ -265,21 +265,6 @@ def test_peering_names_are_quoted_in_paths():
     assert client(session).get_peering("a/b") is None
 
 
-def test_used_secret_is_explained_despite_its_403():
-    text = "a new peering token must be generated: invalid peering establishment secret"
-    session = FakeSession(("POST", "/v1/peering/establish", Resp(403, text=text)))
-    with pytest.raises(api.ConsulError) as exc:
-        client(session).establish_peering("cluster-01", TOKEN)
-    assert exc.value.msg.startswith(pt.MSG_SECRET_USED)
-    assert text in exc.value.msg
-    assert exc.value.status == 403
-
-
-def test_peering_failure_keeps_unknown_errors():
-    err = api.ConsulError("permission denied: ...", status=403, body="lacks permission 'peering:write'")
-    assert api.peering_failure(err, "x") is err
-
-
 # --- secrets never appear in a failure --------------------------------------------------
 
 def test_acl_token_and_peering_token_are_masked_in_failures():
@@ -317,66 +302,6 @@ def test_secret_masked_in_connection_failures():
     with pytest.raises(api.ConsulError) as exc:
         client(session, token=ACL_TOKEN).list_peerings()
     assert ACL_TOKEN not in exc.value.msg
-
-
-# --- waiting for peerings ---------------------------------------------------------------
-
-def test_wait_peering_gone_polls_until_404():
-    session = FakeSession(
-        ("GET", "/v1/peering/x", ok(acceptor("x", state="DELETING"))),
-        ("GET", "/v1/peering/x", ok(acceptor("x", state="DELETING"))),
-        ("GET", "/v1/peering/x", not_found("x")),
-    )
-    c = client(session)
-    api.wait_peering_gone(c, "x", 30)
-    assert len(session.calls) == 3
-    assert c.sleeps and all(s <= 2.0 for s in c.sleeps)
-
-
-def test_wait_peering_gone_is_bounded():
-    session = FakeSession(("GET", "/v1/peering/x", ok(acceptor("x", state="DELETING"))))
-    with pytest.raises(api.ConsulError) as exc:
-        api.wait_peering_gone(client(session), "x", 0)
-    assert "still being deleted (state DELETING)" in exc.value.msg
-
-
-def test_remove_absent_peering_reads_once():
-    session = FakeSession(("GET", "/v1/peering/x", not_found("x")))
-    result = api.remove_peering(client(session), "x", 10)
-    assert result["changed"] is False
-    assert session.methods() == ["GET"]
-
-
-def test_remove_peering_deletes_and_waits():
-    session = FakeSession(
-        ("GET", "/v1/peering/x", ok(acceptor("x"))),
-        ("DELETE", "/v1/peering/x", ok()),
-        ("GET", "/v1/peering/x", ok(acceptor("x", state="DELETING"))),
-        ("GET", "/v1/peering/x", not_found("x")),
-    )
-    result = api.remove_peering(client(session), "x", 10)
-    assert result["changed"] is True
-    assert result["operation"] == "delete"
-    assert result["diff"]["before"]["state"] == "ACTIVE"
-    assert result["diff"]["after"] == {}
-
-
-def test_remove_deleting_peering_only_waits():
-    session = FakeSession(
-        ("GET", "/v1/peering/x", ok(acceptor("x", state="DELETING"))),
-        ("GET", "/v1/peering/x", not_found("x")),
-    )
-    result = api.remove_peering(client(session), "x", 10)
-    assert result["changed"] is False
-    assert result["operation"] == "wait_deleted"
-    assert "DELETE" not in session.methods()
-
-
-def test_remove_peering_in_check_mode_writes_nothing():
-    session = FakeSession(("GET", "/v1/peering/x", ok(acceptor("x"))))
-    result = api.remove_peering(client(session), "x", 10, check_mode=True)
-    assert result["changed"] is True
-    assert session.methods() == ["GET"]
 
 
 def test_read_timeout_failure_hints_at_slow_acl_denials():

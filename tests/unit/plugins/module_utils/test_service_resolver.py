@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.seed.consul_peering.plugins.module_utils import service_resolver as sr
+from ansible_collections.seed.consul_peering.plugins.module_utils import _service_resolver as sr
 
 
 def params(**kw):

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from ansible_collections.seed.consul_peering.plugins.module_utils import peering_token as pt
+from ansible_collections.seed.consul_peering.plugins.module_utils import _peering as pt
 from ansible_collections.seed.consul_peering.plugins.modules import peering_establish
 
 from ..peering_stubs import (

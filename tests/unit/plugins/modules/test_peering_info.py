@@ -139,12 +139,29 @@ def test_expect_services_names_what_is_missing(capsys):
         ("GET", PATH, ok(dialer(NAME))),
         ("GET", "/v1/health/service/api", _health("api")),
         ("GET", "/v1/health/service/web", ok([])),
+        # After the wait: whether the peering lists the missing service as imported.
+        ("GET", PATH, ok(dialer(NAME))),
     )
     rc, result, dummy = run(peering_info, dict(peer_name=NAME, expect_services=["web", "api"], wait_timeout=0),
                             session, capsys)
     assert rc == 1
     assert "web exported by peer 'cluster-02' is not visible" in result["msg"]
     assert "api" not in result["msg"].split("is not visible")[0]
+    assert "at least one registered instance" in result["msg"] and "lists" not in result["msg"]
+
+
+def test_expect_services_says_an_imported_service_has_no_instance(capsys):
+    """Imported (the stream lists it) but no instance to show: the message says so."""
+    imported = dialer(NAME)
+    imported["StreamStatus"]["ImportedServices"] = ["web"]
+    session = FakeSession(
+        ("GET", PATH, ok(imported)),
+        ("GET", "/v1/health/service/web", ok([])),
+        ("GET", PATH, ok(imported)),
+    )
+    rc, result, dummy = run(peering_info, dict(peer_name=NAME, expect_services=["web"], wait_timeout=0),
+                            session, capsys)
+    assert rc == 1 and "the peering lists web as imported" in result["msg"], result["msg"]
 
 
 def test_expect_services_needs_a_name(capsys):

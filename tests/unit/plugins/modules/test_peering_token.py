@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.seed.consul_peering.plugins.module_utils import peering_token as pt
+from ansible_collections.seed.consul_peering.plugins.module_utils import _peering as pt
 from ansible_collections.seed.consul_peering.plugins.modules import peering_token
 
 from ..peering_stubs import (

@@ -20,18 +20,18 @@ from __future__ import annotations
 import copy
 import re
 
-from ansible_collections.seed.consul_peering.plugins.module_utils.config_entries import (
+from ansible_collections.seed.consul_peering.plugins.module_utils._config_entries import (
     DEFAULT,
     ENTRY_COMPUTED,
     ENTRY_TENANCY,
     WILDCARD,
-    _is_set,
-    _non_default,
-    _without,
+    is_set,
+    non_default,
+    without,
     prune,
 )
 from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import path_segment_problem
-from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import peer_name_problem
+from ansible_collections.seed.consul_peering.plugins.module_utils._peering import peer_name_problem
 
 SERVICE_RESOLVER = "service-resolver"
 
@@ -163,11 +163,11 @@ def _canonical_ttl(value):
 # --- validation -----------------------------------------------------------------
 
 def _given(item, fields):
-    return [opt for opt, _field in fields if _is_set((item or {}).get(opt))]
+    return [opt for opt, _field in fields if is_set((item or {}).get(opt))]
 
 
 def _subset_names(subsets):
-    return set(s.get("name") for s in subsets or [] if isinstance(s, dict) and _is_set(s.get("name")))
+    return set(s.get("name") for s in subsets or [] if isinstance(s, dict) and is_set(s.get("name")))
 
 
 def _target_problems(target, where, name, subsets, what="target"):
@@ -189,17 +189,17 @@ def _target_problems(target, where, name, subsets, what="target"):
         if one in given and other in given:
             errors.append("%s: set %s or %s, not both (%s)" % (where, one, other, why))
     peer = (target or {}).get("peer")
-    if _is_set(peer):
+    if is_set(peer):
         problem = peer_name_problem(peer, option="%s.peer" % where)
         if problem:
             errors.append(problem)
     subset = (target or {}).get("service_subset")
     service = (target or {}).get("service")
-    if _is_set(service):
+    if is_set(service):
         problem = path_segment_problem(service, "%s.service" % where)
         if problem:
             errors.append(problem)
-    if _is_set(subset) and (not _is_set(service) or service == name) and subset not in _subset_names(subsets):
+    if is_set(subset) and (not is_set(service) or service == name) and subset not in _subset_names(subsets):
         errors.append("%s.service_subset: %r is not a subset of %r; define it in subsets first"
                       % (where, subset, name))
     return errors
@@ -211,9 +211,9 @@ def _redirect_problems(redirect, name, subsets):
     if errors and not _given(redirect, REDIRECT_FIELDS):
         return ["redirect: the redirect is empty; set at least service, peer, datacenter, namespace, partition "
                 "or sameness_group"]
-    if not _is_set(redirect.get("service")):
+    if not is_set(redirect.get("service")):
         for opt in ("service_subset", "namespace", "partition", "peer"):
-            if _is_set(redirect.get(opt)):
+            if is_set(redirect.get(opt)):
                 errors.append("redirect.%s: needs redirect.service too (Consul: Redirect.%s defined without "
                               "Redirect.Service); to reach the same service on a peer, repeat its name %r"
                               % (opt, dict(REDIRECT_FIELDS)[opt], name))
@@ -235,16 +235,16 @@ def _failover_problems(failover, i, name, subsets):
     if targets:
         for opt in old_form + (["datacenters"] if datacenters else []):
             errors.append("%s: targets cannot be combined with %s; put it into each target instead" % (where, opt))
-    if _is_set(failover.get("sameness_group")):
+    if is_set(failover.get("sameness_group")):
         if "service_subset" in old_form:
             errors.append("%s: sameness_group cannot be combined with service_subset" % where)
         if datacenters:
             errors.append("%s: sameness_group cannot be combined with datacenters" % where)
     for j, dc in enumerate(datacenters):
-        if not _is_set(dc):
+        if not is_set(dc):
             errors.append("%s.datacenters[%d]: a datacenter name cannot be empty" % (where, j))
     fsub, fsvc = failover.get("service_subset"), failover.get("service")
-    if _is_set(fsub) and (not _is_set(fsvc) or fsvc == name) and fsub not in _subset_names(subsets):
+    if is_set(fsub) and (not is_set(fsvc) or fsvc == name) and fsub not in _subset_names(subsets):
         errors.append("%s.service_subset: %r is not a subset of %r; define it in subsets first" % (where, fsub, name))
     seen = {}
     for j, target in enumerate(targets):
@@ -277,20 +277,20 @@ def _load_balancer_problems(lb):
     for i, hp in enumerate(policies):
         where = "load_balancer.hash_policies[%d]" % i
         field, value = hp.get("field"), hp.get("field_value")
-        if hp.get("source_ip") and (_is_set(field) or _is_set(value)):
+        if hp.get("source_ip") and (is_set(field) or is_set(value)):
             errors.append("%s: source_ip cannot be combined with field or field_value" % where)
-        elif _is_set(field) and not _is_set(value):
+        elif is_set(field) and not is_set(value):
             errors.append("%s.field_value: required with field %r (the header, cookie or parameter name)"
                           % (where, field))
-        elif _is_set(value) and not _is_set(field):
+        elif is_set(value) and not is_set(field):
             errors.append("%s.field: required with field_value" % where)
-        elif not hp.get("source_ip") and not _is_set(field):
+        elif not hp.get("source_ip") and not is_set(field):
             errors.append("%s: set field and field_value, or source_ip" % where)
         cookie = hp.get("cookie_config")
         if cookie and prune(cookie):
             if field != "cookie":
                 errors.append("%s.cookie_config: only with field cookie" % where)
-            if cookie.get("session") and _is_set(cookie.get("ttl")):
+            if cookie.get("session") and is_set(cookie.get("ttl")):
                 errors.append("%s.cookie_config: a session cookie cannot have a ttl" % where)
             problem = _duration_problem(cookie.get("ttl"), where + ".cookie_config.ttl")
             if problem:
@@ -318,7 +318,7 @@ def validate_resolver(params):
     """Problems with the module's input (its params dict), each naming its option; [] when fine."""
     errors = []
     name = params.get("name")
-    if not _is_set(name) or WILDCARD in name:
+    if not is_set(name) or WILDCARD in name:
         errors.append("name: the service name is required and cannot be a wildcard")
     else:
         problem = path_segment_problem(name, "name")
@@ -341,7 +341,7 @@ def validate_resolver(params):
             errors.append("subsets[%d].name: %r is listed twice" % (i, sname))
         seen.add(sname)
     default_subset = params.get("default_subset")
-    if _is_set(default_subset) and default_subset not in seen:
+    if is_set(default_subset) and default_subset not in seen:
         errors.append("default_subset: %r is not one of the subsets" % default_subset)
     redirect = prune(params.get("redirect") or {})
     failovers = params.get("failover") or []
@@ -366,19 +366,19 @@ def validate_resolver(params):
 def resolver_enterprise_fields(params):
     """Input that only Consul Enterprise understands, as 'option value' strings."""
     found = []
-    if _non_default(params.get("namespace")):
+    if non_default(params.get("namespace")):
         found.append("namespace %r" % params["namespace"])
     redirect = params.get("redirect") or {}
     for opt in ("namespace", "partition", "sameness_group"):
-        if _non_default(redirect.get(opt)):
+        if non_default(redirect.get(opt)):
             found.append("redirect.%s %r" % (opt, redirect[opt]))
     for i, failover in enumerate(params.get("failover") or []):
         for opt in ("namespace", "sameness_group"):
-            if _non_default(failover.get(opt)):
+            if non_default(failover.get(opt)):
                 found.append("failover[%d].%s %r" % (i, opt, failover[opt]))
         for j, target in enumerate(failover.get("targets") or []):
             for opt in ("namespace", "partition"):
-                if _non_default(target.get(opt)):
+                if non_default(target.get(opt)):
                     found.append("failover[%d].targets[%d].%s %r" % (i, j, opt, target[opt]))
     return found
 
@@ -412,7 +412,7 @@ def _load_balancer(lb):
 
 
 def _duration_field(value):
-    if not _is_set(value):
+    if not is_set(value):
         return None
     return format_duration(parse_duration(value))
 
@@ -420,7 +420,7 @@ def _duration_field(value):
 def resolver_from_input(params):
     """The module's (validated) input as Consul's service-resolver JSON, without Meta."""
     entry = {"Kind": SERVICE_RESOLVER, "Name": params["name"]}
-    if _non_default(params.get("namespace")):
+    if non_default(params.get("namespace")):
         entry["Namespace"] = params["namespace"]
     entry["ConnectTimeout"] = _duration_field(params.get("connect_timeout"))
     entry["RequestTimeout"] = _duration_field(params.get("request_timeout"))
@@ -456,7 +456,7 @@ def remove_failover_targets(current, failovers):
     """
     if not current:
         return None
-    entry = copy.deepcopy(_without(current, ENTRY_COMPUTED))
+    entry = copy.deepcopy(without(current, ENTRY_COMPUTED))
     failover_map = entry.get("Failover") or {}
     for item in failovers:
         key = item.get("subset") or WILDCARD
@@ -467,7 +467,7 @@ def remove_failover_targets(current, failovers):
         kept = [t for t in existing["Targets"] if _canonical_target(t) not in drop]
         if kept:
             existing["Targets"] = kept
-        elif prune(_without(existing, ("Targets",))):
+        elif prune(without(existing, ("Targets",))):
             del existing["Targets"]
         else:
             del failover_map[key]
@@ -514,7 +514,7 @@ def canonical_resolver(entry):
     """
     if entry is None:
         return None
-    out = copy.deepcopy(_without(entry, ENTRY_COMPUTED + ENTRY_TENANCY))
+    out = copy.deepcopy(without(entry, ENTRY_COMPUTED + ENTRY_TENANCY))
     for field in ("ConnectTimeout", "RequestTimeout"):
         out[field] = _canonical_duration(out.get(field))
     subsets = out.get("Subsets") or {}

@@ -11,9 +11,25 @@ import json
 
 import pytest
 
-from ansible_collections.seed.consul_peering.plugins.module_utils import peering_token as pt
+from ansible_collections.seed.consul_peering.plugins.module_utils import _peering as pt
 
-from ..peering_stubs import PEER_ID, SECRET, SERVER_NAME, acceptor, dialer, make_token, token_fields
+from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import ConsulError
+
+from ..peering_stubs import (
+    PEER_ID,
+    SECRET,
+    SERVER_NAME,
+    TOKEN,
+    FakeSession,
+    Resp,
+    acceptor,
+    client,
+    dialer,
+    make_token,
+    not_found,
+    ok,
+    token_fields,
+)
 
 
 def b64(data):
@@ -221,3 +237,80 @@ def test_server_addresses_valid(addresses):
 def test_server_addresses_problem_names_the_item(address):
     msg = pt.server_addresses_problem(["10.0.0.1:8503", address])
     assert msg.startswith("server_external_addresses[1] %r" % address)
+
+
+# --- the workflows' wording of Consul's failures (moved with the code from test_consul_api.py) ------
+
+def test_used_secret_is_explained_despite_its_403():
+    text = "a new peering token must be generated: invalid peering establishment secret"
+    session = FakeSession(("POST", "/v1/peering/establish", Resp(403, text=text)))
+    with pytest.raises(ConsulError) as exc:
+        pt.establish(client(session), "cluster-01", TOKEN, pt.decode_token(TOKEN), None)
+    assert exc.value.msg.startswith(pt.MSG_SECRET_USED)
+    assert text in exc.value.msg
+    assert exc.value.status == 403
+
+
+def test_peering_failure_keeps_unknown_errors():
+    err = ConsulError("permission denied: ...", status=403, body="lacks permission 'peering:write'")
+    assert pt.peering_failure(err, "x") is err
+
+
+# --- waiting for peerings ---------------------------------------------------------------
+
+def test_wait_peering_gone_polls_until_404():
+    session = FakeSession(
+        ("GET", "/v1/peering/x", ok(acceptor("x", state="DELETING"))),
+        ("GET", "/v1/peering/x", ok(acceptor("x", state="DELETING"))),
+        ("GET", "/v1/peering/x", not_found("x")),
+    )
+    c = client(session)
+    pt.wait_peering_gone(c, "x", 30)
+    assert len(session.calls) == 3
+    assert c.sleeps and all(s <= 2.0 for s in c.sleeps)
+
+
+def test_wait_peering_gone_is_bounded():
+    session = FakeSession(("GET", "/v1/peering/x", ok(acceptor("x", state="DELETING"))))
+    with pytest.raises(ConsulError) as exc:
+        pt.wait_peering_gone(client(session), "x", 0)
+    assert "still being deleted (state DELETING)" in exc.value.msg
+
+
+def test_remove_absent_peering_reads_once():
+    session = FakeSession(("GET", "/v1/peering/x", not_found("x")))
+    result = pt.remove_peering(client(session), "x", 10)
+    assert result["changed"] is False
+    assert session.methods() == ["GET"]
+
+
+def test_remove_peering_deletes_and_waits():
+    session = FakeSession(
+        ("GET", "/v1/peering/x", ok(acceptor("x"))),
+        ("DELETE", "/v1/peering/x", ok()),
+        ("GET", "/v1/peering/x", ok(acceptor("x", state="DELETING"))),
+        ("GET", "/v1/peering/x", not_found("x")),
+    )
+    result = pt.remove_peering(client(session), "x", 10)
+    assert result["changed"] is True
+    assert result["operation"] == "delete"
+    assert result["diff"]["before"]["state"] == "ACTIVE"
+    assert result["diff"]["after"] == {}
+
+
+def test_remove_deleting_peering_only_waits():
+    session = FakeSession(
+        ("GET", "/v1/peering/x", ok(acceptor("x", state="DELETING"))),
+        ("GET", "/v1/peering/x", not_found("x")),
+    )
+    result = pt.remove_peering(client(session), "x", 10)
+    assert result["changed"] is False
+    assert result["operation"] == "wait_deleted"
+    assert "DELETE" not in session.methods()
+
+
+def test_remove_peering_in_check_mode_writes_nothing():
+    session = FakeSession(("GET", "/v1/peering/x", ok(acceptor("x"))))
+    result = pt.remove_peering(client(session), "x", 10, check_mode=True)
+    assert result["changed"] is True
+    assert session.methods() == ["GET"]

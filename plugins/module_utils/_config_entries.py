@@ -25,7 +25,7 @@ import random
 import time
 
 from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import ConsulError, path_segment_problem
-from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token import peer_name_problem
+from ansible_collections.seed.consul_peering.plugins.module_utils._peering import peer_name_problem
 
 EXPORTED_SERVICES = "exported-services"
 SERVICE_INTENTIONS = "service-intentions"
@@ -78,7 +78,7 @@ def prune(value):
     return value
 
 
-def _is_set(value):
+def is_set(value):
     return value is not None and value != "" and value is not False
 
 
@@ -86,12 +86,12 @@ def _sort_key(value):
     return json.dumps(value, sort_keys=True)
 
 
-def _without(entry, keys):
+def without(entry, keys):
     return dict((k, v) for k, v in entry.items() if k not in keys)
 
 
-def _non_default(value):
-    return _is_set(value) and value != DEFAULT
+def non_default(value):
+    return is_set(value) and value != DEFAULT
 
 
 def _wildcard_problem(value, what, whole_allowed):
@@ -119,7 +119,7 @@ def validate_exported_services(services, state="present", exclusive=False):
             errors.append("%s: must be a dictionary with name and consumers" % where)
             continue
         name = svc.get("name")
-        if not _is_set(name):
+        if not is_set(name):
             errors.append("%s.name: a service name is required" % where)
         else:
             problem = _wildcard_problem(name, where + ".name", whole_allowed=True) or \
@@ -134,7 +134,7 @@ def validate_exported_services(services, state="present", exclusive=False):
             errors.append("%s: with namespace '*' the service name must be '*' too (Consul exports "
                           "either one service or all of them)" % where)
         key = _service_key(namespace, name)
-        if _is_set(name):
+        if is_set(name):
             if key in seen:
                 errors.append("%s: service %r%s is listed twice (also %s); list it once with all its consumers"
                               % (where, name, _ns_suffix(namespace), seen[key]))
@@ -150,13 +150,13 @@ def validate_exported_services(services, state="present", exclusive=False):
 
 
 def _ns_suffix(namespace):
-    return " in namespace %r" % namespace if _non_default(namespace) else ""
+    return " in namespace %r" % namespace if non_default(namespace) else ""
 
 
 def _consumer_problems(consumer, where):
     if not isinstance(consumer, dict):
         return ["%s: must be a dictionary with one of peer, partition or sameness_group" % where]
-    given = [opt for opt, _field in CONSUMER_FIELDS if _is_set(consumer.get(opt))]
+    given = [opt for opt, _field in CONSUMER_FIELDS if is_set(consumer.get(opt))]
     if not given:
         return ["%s: set exactly one of peer, partition or sameness_group (none is set)" % where]
     if len(given) > 1:
@@ -176,14 +176,14 @@ def _consumer_problems(consumer, where):
 def exported_services_enterprise_fields(services, name=None):
     """Input that only Consul Enterprise understands, as 'field value' strings."""
     found = []
-    if _non_default(name):
+    if non_default(name):
         found.append("exported-services name %r (an admin partition)" % name)
     for i, svc in enumerate(services or []):
-        if _non_default(svc.get("namespace")):
+        if non_default(svc.get("namespace")):
             found.append("services[%d].namespace %r" % (i, svc["namespace"]))
         for j, consumer in enumerate(svc.get("consumers") or []):
             for opt in ("partition", "sameness_group"):
-                if _non_default(consumer.get(opt)):
+                if non_default(consumer.get(opt)):
                     found.append("services[%d].consumers[%d].%s %r" % (i, j, opt, consumer[opt]))
     return found
 
@@ -232,7 +232,7 @@ def canonical_exported_services(entry):
     """The comparable form of an exported-services entry (None stays None)."""
     if entry is None:
         return None
-    out = prune(_without(entry, ENTRY_COMPUTED + ENTRY_TENANCY + ("Services",)))
+    out = prune(without(entry, ENTRY_COMPUTED + ENTRY_TENANCY + ("Services",)))
     out["Services"] = _services_list(_services_map(entry.get("Services")))
     return out
 
@@ -272,7 +272,7 @@ def merge_exported_services(current, services, name, state="present", exclusive=
                     consumers.append(consumer)
     if not services_map:
         return None
-    entry = copy.deepcopy(_without(current, ENTRY_COMPUTED + ("Services",))) if current else {}
+    entry = copy.deepcopy(without(current, ENTRY_COMPUTED + ("Services",))) if current else {}
     entry["Kind"] = EXPORTED_SERVICES
     entry["Name"] = name
     entry["Services"] = _services_list(services_map)
@@ -298,7 +298,7 @@ def validate_intention_sources(sources, state="present", exclusive=False, destin
         if not isinstance(src, dict):
             errors.append("%s: must be a dictionary" % where)
             continue
-        if not _is_set(src.get("name")):
+        if not is_set(src.get("name")):
             errors.append("%s.name: the source service name is required ('*' for all services)" % where)
         else:
             problem = path_segment_problem(src["name"], where + ".name")
@@ -309,18 +309,18 @@ def validate_intention_sources(sources, state="present", exclusive=False, destin
             problem = _wildcard_problem(src.get(opt), "%s.%s" % (where, opt), whole_allowed=whole)
             if problem:
                 errors.append(problem)
-        given = [opt for opt in ("peer", "partition", "sameness_group") if _is_set(src.get(opt))]
+        given = [opt for opt in ("peer", "partition", "sameness_group") if is_set(src.get(opt))]
         if len(given) > 1:
             errors.append("%s: %s cannot be combined; a source is in a peer, a partition or a sameness group"
                           % (where, " and ".join(given)))
-        if _is_set(src.get("peer")) and WILDCARD not in src["peer"]:
+        if is_set(src.get("peer")) and WILDCARD not in src["peer"]:
             problem = peer_name_problem(src["peer"], option="%s.peer" % where)
             if problem:
                 errors.append(problem)
-        if _is_set(src.get("namespace")) and src["namespace"] == WILDCARD and src.get("name") != WILDCARD:
+        if is_set(src.get("namespace")) and src["namespace"] == WILDCARD and src.get("name") != WILDCARD:
             errors.append("%s: with namespace '*' the source name must be '*' too" % where)
         ident = source_identity_from_input(src)
-        if _is_set(src.get("name")):
+        if is_set(src.get("name")):
             if ident in seen:
                 errors.append("%s: the source %s is listed twice (also %s)"
                               % (where, describe_identity(ident), seen[ident]))
@@ -334,12 +334,12 @@ def validate_intention_sources(sources, state="present", exclusive=False, destin
 def _action_problems(src, where, destination):
     action, permissions = src.get("action"), src.get("permissions")
     errors = []
-    if _is_set(action) and permissions:
+    if is_set(action) and permissions:
         errors.append("%s: set either action or permissions, not both (with permissions, each permission "
                       "has its own action)" % where)
-    elif not _is_set(action) and not permissions:
+    elif not is_set(action) and not permissions:
         errors.append("%s: set either action (allow or deny) or permissions" % where)
-    if _is_set(action) and action not in ACTIONS:
+    if is_set(action) and action not in ACTIONS:
         errors.append("%s.action: %r is not an action; use allow or deny" % (where, action))
     if not permissions:
         return errors
@@ -357,16 +357,16 @@ def _permission_problems(perm, where):
     if perm.get("action") not in ACTIONS:
         errors.append("%s.action: %r is not an action; use allow or deny" % (where, perm.get("action")))
     http = perm.get("http")
-    if not http or not any(_is_set(v) and v != [] for v in http.values()):
+    if not http or not any(is_set(v) and v != [] for v in http.values()):
         errors.append("%s.http: an HTTP match is required (a path, methods or headers)" % where)
         return errors
-    paths = [opt for opt, _field in PATH_FIELDS if _is_set(http.get(opt))]
+    paths = [opt for opt, _field in PATH_FIELDS if is_set(http.get(opt))]
     if len(paths) > 1:
         errors.append("%s.http: set at most one of path_exact, path_prefix or path_regex, not %s"
                       % (where, " and ".join(paths)))
     for opt in ("path_exact", "path_prefix"):
         value = http.get(opt)
-        if _is_set(value) and not str(value).startswith("/"):
+        if is_set(value) and not str(value).startswith("/"):
             errors.append("%s.http.%s: %r must start with '/'" % (where, opt, value))
     seen = set()
     for method in http.get("methods") or []:
@@ -385,9 +385,9 @@ def _header_problems(header, where):
     if not isinstance(header, dict):
         return ["%s: must be a dictionary with name and one match" % where]
     errors = []
-    if not _is_set(header.get("name")):
+    if not is_set(header.get("name")):
         errors.append("%s.name: the header name is required" % where)
-    matches = [opt for opt, _field in HEADER_MATCHES if _is_set(header.get(opt))]
+    matches = [opt for opt, _field in HEADER_MATCHES if is_set(header.get(opt))]
     if len(matches) != 1:
         errors.append("%s: set exactly one of present, exact, prefix, suffix, contains or regex, %s"
                       % (where, "not " + " and ".join(matches) if matches else "none is set"))
@@ -400,11 +400,11 @@ def _header_problems(header, where):
 def intentions_enterprise_fields(sources, namespace=None):
     """Input that only Consul Enterprise understands, as 'field value' strings."""
     found = []
-    if _non_default(namespace):
+    if non_default(namespace):
         found.append("namespace %r" % namespace)
     for i, src in enumerate(sources or []):
         for opt in ("namespace", "partition", "sameness_group"):
-            if _non_default(src.get(opt)):
+            if non_default(src.get(opt)):
                 found.append("sources[%d].%s %r" % (i, opt, src[opt]))
     return found
 
@@ -520,7 +520,7 @@ def _canonical_permission(perm):
 
 
 def canonical_source(src, dest_namespace=None, dest_partition=None):
-    out = prune(_without(src, SOURCE_COMPUTED))
+    out = prune(without(src, SOURCE_COMPUTED))
     if out.get("Permissions"):
         # Permission order is kept: Consul evaluates them in order (deny before later allows).
         out["Permissions"] = [_canonical_permission(p) for p in out["Permissions"]]
@@ -535,7 +535,7 @@ def canonical_intentions(entry, dest_namespace=None, dest_partition=None):
     """
     if entry is None:
         return None
-    out = prune(_without(entry, ENTRY_COMPUTED + ENTRY_TENANCY + ("Sources",)))
+    out = prune(without(entry, ENTRY_COMPUTED + ENTRY_TENANCY + ("Sources",)))
     sources = [canonical_source(s, dest_namespace, dest_partition) for s in entry.get("Sources") or []]
     out["Sources"] = sorted(
         sources, key=lambda s: (source_identity(s, dest_namespace, dest_partition), _sort_key(s)))
@@ -551,7 +551,7 @@ def merge_intentions(current, sources, name, state="present", exclusive=False, d
     """
     existing = []
     for src in (current or {}).get("Sources") or []:
-        src = _without(src, SOURCE_COMPUTED)
+        src = without(src, SOURCE_COMPUTED)
         existing.append((source_identity(src, dest_namespace, dest_partition), src))
     if state == "absent":
         if sources is None:
@@ -575,10 +575,10 @@ def merge_intentions(current, sources, name, state="present", exclusive=False, d
             result = [src for _ident, src in merged]
     if not result:
         return None
-    entry = copy.deepcopy(_without(current, ENTRY_COMPUTED + ("Sources",))) if current else {}
+    entry = copy.deepcopy(without(current, ENTRY_COMPUTED + ("Sources",))) if current else {}
     entry["Kind"] = SERVICE_INTENTIONS
     entry["Name"] = name
-    if _non_default(dest_namespace) and "Namespace" not in entry:
+    if non_default(dest_namespace) and "Namespace" not in entry:
         entry["Namespace"] = dest_namespace
     entry["Sources"] = copy.deepcopy(result)
     return entry
