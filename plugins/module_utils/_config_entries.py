@@ -281,9 +281,11 @@ def merge_exported_services(current, services, name, state="present", exclusive=
 
 # --- service-intentions --------------------------------------------------------
 
-def validate_intention_sources(sources, state="present", exclusive=False, destination=None):
-    """Problems with the module's `sources` input, each naming its field; [] when fine."""
-    errors = []
+def validate_intention_sources(sources, state="present", exclusive=False, destination=None, jwt=None):
+    """Problems with the module's `sources` (and entry-level `jwt`) input, each naming its field; [] when fine."""
+    errors = jwt_problems(jwt, "jwt")
+    if jwt is not None and state == "absent":
+        errors.append("jwt applies to state=present only")
     if exclusive and state == "absent":
         errors.append("exclusive=true applies to state=present only; to remove the whole entry use "
                       "state=absent without sources")
@@ -356,6 +358,7 @@ def _permission_problems(perm, where):
     errors = []
     if perm.get("action") not in ACTIONS:
         errors.append("%s.action: %r is not an action; use allow or deny" % (where, perm.get("action")))
+    errors.extend(jwt_problems(perm.get("jwt"), where + ".jwt"))
     http = perm.get("http")
     if not http or not any(is_set(v) and v != [] for v in http.values()):
         errors.append("%s.http: an HTTP match is required (a path, methods or headers)" % where)
@@ -479,6 +482,33 @@ def _drop_inferred_tenancy(src, dest_namespace, dest_partition):
     return src
 
 
+def jwt_from_input(jwt):
+    """The module's jwt option as Consul's IntentionJWTRequirement ({} when it lists no provider)."""
+    providers = []
+    for provider in (jwt or {}).get("providers") or []:
+        claims = [prune({"Path": list(c.get("path") or []), "Value": c.get("value")})
+                  for c in provider.get("verify_claims") or []]
+        providers.append(prune({"Name": provider.get("name"), "VerifyClaims": claims}))
+    return {"Providers": providers} if providers else {}
+
+
+def jwt_problems(jwt, where):
+    errors = []
+    names = []
+    for i, provider in enumerate((jwt or {}).get("providers") or []):
+        name = provider.get("name")
+        if not is_set(name):
+            errors.append("%s.providers[%d].name: the JWT provider's name is required" % (where, i))
+        elif name in names:
+            errors.append("%s.providers[%d].name: provider %r is listed twice" % (where, i, name))
+        names.append(name)
+        for j, claim in enumerate(provider.get("verify_claims") or []):
+            if not claim.get("path"):
+                errors.append("%s.providers[%d].verify_claims[%d].path: the claim's path is required (a list of "
+                              "keys, e.g. [perms, role])" % (where, i, j))
+    return errors
+
+
 def permission_from_input(perm):
     """One module permission (snake_case) as Consul's IntentionPermission."""
     http = perm.get("http") or {}
@@ -492,7 +522,12 @@ def permission_from_input(perm):
             item[field] = header.get(opt)
         headers.append(prune(item))
     out_http["Header"] = headers
-    return prune({"Action": perm.get("action"), "HTTP": out_http})
+    out = prune({"Action": perm.get("action"), "HTTP": out_http})
+    if perm.get("jwt") is not None:
+        jwt = jwt_from_input(perm["jwt"])
+        if jwt:
+            out["JWT"] = jwt
+    return out
 
 
 def source_from_input(src, dest_namespace=None, dest_partition=None):
@@ -542,12 +577,42 @@ def canonical_intentions(entry, dest_namespace=None, dest_partition=None):
     return out
 
 
+# What the module manages of a source; any other field Consul returns is kept as it is.
+MANAGED_SOURCE_FIELDS = ("Name", "Peer", "Partition", "Namespace", "SamenessGroup", "Action", "Permissions",
+                         "Description")
+
+
+def _keep_unmanaged(existing, written, input_src):
+    """written (a source from the input) with what the module does not manage taken from existing.
+
+    A permission given without jwt keeps the JWT requirement of the existing permission that
+    matches it (same action and HTTP match): rewriting a source never drops a security setting
+    the input did not mention. jwt: {} (no provider) removes it.
+    """
+    out = dict(written)
+    for key, value in existing.items():
+        if key not in MANAGED_SOURCE_FIELDS and key not in SOURCE_COMPUTED:
+            out[key] = copy.deepcopy(value)
+    old_perms = existing.get("Permissions") or []
+    new_perms = out.get("Permissions") or []
+    for i, perm in enumerate(new_perms):
+        given = (input_src.get("permissions") or [{}] * len(new_perms))[i]
+        if given.get("jwt") is not None or "JWT" in perm:
+            continue
+        for old in old_perms:
+            if old.get("JWT") and _canonical_permission(without(old, ("JWT",))) == _canonical_permission(perm):
+                new_perms[i] = dict(perm, JWT=copy.deepcopy(old["JWT"]))
+                break
+    return out
+
+
 def merge_intentions(current, sources, name, state="present", exclusive=False, dest_namespace=None,
-                     dest_partition=None):
+                     dest_partition=None, jwt=None):
     """The entry as it should be after applying the module input to current.
 
     Returns None when the entry should not exist: Consul refuses a
     service-intentions entry without sources, so it is deleted instead.
+    jwt: the entry-level JWT requirement (module input); None keeps what Consul has.
     """
     existing = []
     for src in (current or {}).get("Sources") or []:
@@ -559,8 +624,14 @@ def merge_intentions(current, sources, name, state="present", exclusive=False, d
         drop = set(source_identity_from_input(s, dest_namespace, dest_partition) for s in sources)
         result = [src for ident, src in existing if ident not in drop]
     else:
-        wanted = [(source_identity_from_input(s, dest_namespace, dest_partition),
-                   source_from_input(s, dest_namespace, dest_partition)) for s in sources or []]
+        old_by_ident = dict(existing)
+        wanted = []
+        for s_in in sources or []:
+            ident = source_identity_from_input(s_in, dest_namespace, dest_partition)
+            src = source_from_input(s_in, dest_namespace, dest_partition)
+            if ident in old_by_ident:
+                src = _keep_unmanaged(old_by_ident[ident], src, s_in)
+            wanted.append((ident, src))
         if exclusive:
             result = [src for _ident, src in wanted]
         else:
@@ -581,6 +652,10 @@ def merge_intentions(current, sources, name, state="present", exclusive=False, d
     if non_default(dest_namespace) and "Namespace" not in entry:
         entry["Namespace"] = dest_namespace
     entry["Sources"] = copy.deepcopy(result)
+    if jwt is not None and state == "present":
+        entry.pop("JWT", None)
+        if jwt_from_input(jwt):
+            entry["JWT"] = jwt_from_input(jwt)
     return entry
 
 

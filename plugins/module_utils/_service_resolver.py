@@ -35,6 +35,11 @@ from ansible_collections.seed.consul_peering.plugins.module_utils._peering impor
 
 SERVICE_RESOLVER = "service-resolver"
 
+# What the module manages of a resolver; Consul's other fields are kept as they are on every write.
+MANAGED_FIELDS = ("Kind", "Name", "ConnectTimeout", "RequestTimeout", "DefaultSubset", "Subsets", "Redirect",
+                  "Failover", "LoadBalancer")
+MANAGED_FAILOVER_FIELDS = ("Service", "ServiceSubset", "Namespace", "Datacenters", "Targets", "SamenessGroup")
+
 # What a Go time.Duration unit is worth in nanoseconds (time.ParseDuration's table).
 _UNITS = {"ns": 1, "us": 1000, "\u00b5s": 1000, "\u03bcs": 1000, "ms": 10 ** 6, "s": 10 ** 9,
           "m": 60 * 10 ** 9, "h": 3600 * 10 ** 9}
@@ -491,8 +496,15 @@ def build_resolver(current, params):
             return remove_failover_targets(current, params["failover"])
         return None
     entry = resolver_from_input(params)
-    if current and current.get("Meta"):
-        entry["Meta"] = copy.deepcopy(current["Meta"])
+    for field, value in (current or {}).items():
+        # Fields this module does not manage (Meta, PrioritizeByLocality, ones newer than it) stay as read.
+        if field not in MANAGED_FIELDS and field not in ENTRY_COMPUTED + ENTRY_TENANCY:
+            entry[field] = copy.deepcopy(value)
+    for key, failover in (entry.get("Failover") or {}).items():
+        old = ((current or {}).get("Failover") or {}).get(key) or {}
+        for field, value in old.items():
+            if field not in MANAGED_FAILOVER_FIELDS:
+                failover[field] = copy.deepcopy(value)
     return entry
 
 

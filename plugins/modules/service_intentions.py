@@ -186,10 +186,83 @@ options:
                       - Match without regard to case; only with exact, prefix, suffix or contains
                         (Consul 1.21 or later).
                     type: bool
+          jwt:
+            description:
+              - JSON Web Token requirements for requests that match this permission (Consul 1.16 or later):
+                the request must carry a token valid for one of the providers (C(jwt-provider) config
+                entries), with the claims listed.
+              - Left out, a permission that matches one already there (same action and HTTP match) keeps
+                the JWT requirement Consul has for it, so rewriting a source never drops it. V({}) (no
+                provider) removes it.
+            type: dict
+            suboptions:
+              providers:
+                description:
+                  - The JWT providers, any one of which may have issued the token.
+                type: list
+                elements: dict
+                suboptions:
+                  name:
+                    description:
+                      - Name of the C(jwt-provider) config entry.
+                    type: str
+                    required: true
+                  verify_claims:
+                    description:
+                      - Claims the token must carry, all of them.
+                    type: list
+                    elements: dict
+                    suboptions:
+                      path:
+                        description:
+                          - Path to the claim in the token, as a list of keys (V([perms, role])).
+                        type: list
+                        elements: str
+                        required: true
+                      value:
+                        description:
+                          - The value the claim must have.
+                        type: str
       description:
         description:
           - Free text describing the intention, shown in Consul's UI.
+          - Fields of an existing source that this module does not manage are kept as Consul has them.
         type: str
+  jwt:
+    description:
+      - JSON Web Token requirements for every request to the destination (the entry's C(JWT), Consul 1.16
+        or later), with the same suboptions as O(sources[].permissions[].jwt).
+      - Left out, the entry keeps the requirement Consul has. V({}) (no provider) removes it.
+      - Only for O(state=present).
+    type: dict
+    suboptions:
+      providers:
+        description:
+          - The JWT providers, any one of which may have issued the token.
+        type: list
+        elements: dict
+        suboptions:
+          name:
+            description:
+              - Name of the C(jwt-provider) config entry.
+            type: str
+            required: true
+          verify_claims:
+            description:
+              - Claims the token must carry, all of them.
+            type: list
+            elements: dict
+            suboptions:
+              path:
+                description:
+                  - Path to the claim in the token, as a list of keys.
+                type: list
+                elements: str
+                required: true
+              value:
+                description:
+                  - The value the claim must have.
+                type: str
   exclusive:
     description:
       - If V(true), O(sources) becomes the whole list of sources, removing every source not listed.
@@ -340,9 +413,20 @@ HTTP_SPEC = dict(
     header=dict(type="list", elements="dict", options=HEADER_SPEC),
 )
 
+JWT_SPEC = dict(
+    providers=dict(type="list", elements="dict", options=dict(
+        name=dict(type="str", required=True),
+        verify_claims=dict(type="list", elements="dict", options=dict(
+            path=dict(type="list", elements="str", required=True),
+            value=dict(type="str"),
+        )),
+    )),
+)
+
 PERMISSION_SPEC = dict(
     action=dict(type="str", choices=["allow", "deny"], required=True),
     http=dict(type="dict", required=True, options=HTTP_SPEC),
+    jwt=dict(type="dict", options=JWT_SPEC),
 )
 
 SOURCE_SPEC = dict(
@@ -360,6 +444,7 @@ ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True, aliases=["destination"]),
     namespace=dict(type="str"),
     sources=dict(type="list", elements="dict", options=SOURCE_SPEC),
+    jwt=dict(type="dict", options=JWT_SPEC),
     exclusive=dict(type="bool", default=False),
     state=dict(type="str", choices=["present", "absent"], default="present"),
 )
@@ -373,7 +458,8 @@ def logic(module, client):
         client.require_enterprise_for(", ".join(enterprise))
 
     def build(current):
-        return merge_intentions(current, p["sources"], name, p["state"], p["exclusive"], namespace, partition)
+        return merge_intentions(current, p["sources"], name, p["state"], p["exclusive"], namespace, partition,
+                                jwt=p["jwt"])
 
     return apply_config_entry(
         client, SERVICE_INTENTIONS, name,
@@ -386,7 +472,7 @@ def logic(module, client):
 
 
 def validate(p):
-    return validate_intention_sources(p["sources"], p["state"], p["exclusive"], destination=p["name"])
+    return validate_intention_sources(p["sources"], p["state"], p["exclusive"], destination=p["name"], jwt=p["jwt"])
 
 
 def main():

@@ -248,8 +248,8 @@ notes:
     O(redirect) and O(failover)) fail with a clear error on Consul CE before anything is written.
   - Failover to a peer happens in the data plane (Envoy sidecars and mesh gateways); the service must be exported
     to this cluster by the peer (M(seed.consul_peering.exported_services)).
-  - Not managed - C(PrioritizeByLocality) and failover C(Policy) (Enterprise); they are not written, so a run
-    removes them from an entry that has them.
+  - Not managed - C(Meta), C(PrioritizeByLocality) and failover C(Policy) (Enterprise), and any field newer than
+    this module; a write keeps them as Consul has them.
 seealso:
   - name: Consul service-resolver configuration entry
     description: Consul's reference for the entry this module manages.
