@@ -7,8 +7,12 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Connection options shared by every module of the collection.
+    # Connection options shared by every module of the collection, and what they need to run.
     DOCUMENTATION = r"""
+requirements:
+  - Python 3.8 or later and the C(requests) library on the host that runs the module. That is the
+    controller with C(ansible_connection=local) (the usual way), or the Consul server when the module runs
+    over SSH on it.
 options:
   url:
     description:
@@ -17,7 +21,7 @@ options:
       - If not set, the value of the E(CONSUL_HTTP_ADDR) environment variable is used; a V(host:port)
         value there means V(https://) when E(CONSUL_HTTP_SSL) is true, V(http://) otherwise.
       - If neither is set, V(http://127.0.0.1:8500).
-      - User information in the address (V(https://TOKEN@host)) is refused: Consul never reads credentials
+      - User information in the address (V(https://TOKEN@host)) is refused, since Consul never reads credentials
         from the URL. Redirects are never followed.
     type: str
   token:
@@ -85,4 +89,14 @@ options:
         Consul's C(permission denied) rather than a timeout.
     type: float
     default: 10
+"""
+
+    # The action group, written once for every module (as community.general's consul fragment does).
+    ACTIONGROUP_CONSUL = r"""
+attributes:
+  action_group:
+    description: Use C(group/seed.consul_peering.consul) in C(module_defaults) to set the connection options once.
+    support: full
+    membership:
+      - seed.consul_peering.consul
 """

@@ -26,8 +26,8 @@ author:
   - seed.consul_peering contributors (!UNKNOWN)
 extends_documentation_fragment:
   - seed.consul_peering.consul
+  - seed.consul_peering.consul.actiongroup_consul
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full
@@ -37,10 +37,6 @@ attributes:
   platform:
     support: full
     platforms: posix
-  action_group:
-    support: full
-    membership:
-      - seed.consul_peering.consul
 options:
   peer_name:
     description:

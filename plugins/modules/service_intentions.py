@@ -29,21 +29,19 @@ author:
   - seed.consul_peering contributors (!UNKNOWN)
 extends_documentation_fragment:
   - seed.consul_peering.consul
+  - seed.consul_peering.consul.actiongroup_consul
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - The diff shows the entry before and after, normalised (sources sorted by identity, server
         fields left out).
-  action_group:
-    description: Use C(group/seed.consul_peering.consul) in C(module_defaults) to set the connection options once.
+  platform:
     support: full
-    membership:
-      - seed.consul_peering.consul
+    platforms: posix
 options:
   name:
     description:
@@ -188,7 +186,7 @@ options:
                     type: bool
           jwt:
             description:
-              - JSON Web Token requirements for requests that match this permission (Consul 1.16 or later):
+              - JSON Web Token requirements for requests that match this permission (Consul 1.16 or later);
                 the request must carry a token valid for one of the providers (C(jwt-provider) config
                 entries), with the claims listed.
               - Left out, a permission that matches one already there (same action and HTTP match) keeps

@@ -30,20 +30,18 @@ author:
   - seed.consul_peering contributors (!UNKNOWN)
 extends_documentation_fragment:
   - seed.consul_peering.consul
+  - seed.consul_peering.consul.actiongroup_consul
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - The diff shows the entry before and after, normalised (server fields left out, durations as Consul writes them).
-  action_group:
-    description: Use C(group/seed.consul_peering.consul) in C(module_defaults) to set the connection options once.
+  platform:
     support: full
-    membership:
-      - seed.consul_peering.consul
+    platforms: posix
 options:
   name:
     description:

@@ -213,6 +213,40 @@ SECRET_CASES = [
      r"expect_services\[0\] '\.\.' cannot be used", None),
 ]
 MODULE_CASES += SECRET_CASES
+# Exact answers at the edges (issue 15): a URL with a path or query, names with a trailing newline,
+# numbers that are not numbers, nested meta.
+EDGE_CASES = [
+    ("url-with-v1-path-%s" % module, module, side, (lambda b, side=side, args=args: dict(args, url=b[side] + "/v1")),
+     r"path, query or fragment", touched)
+    for module, side, args, touched in (
+        ("peering_token", "acc", {"peer_name": "bi-c2", "state": "absent"}, None),
+        ("peering_establish", "dial", {"peer_name": "bi-c1", "state": "absent"}, None),
+        ("peering_info", "acc", {"peer_name": "bi-c2"}, None),
+        ("exported_services", "acc", {"state": "absent"}, ("exported-services", "default")),
+        ("service_intentions", "acc", {"name": "backend", "state": "absent"}, ("service-intentions", "backend")),
+        ("service_resolver", "acc", {"name": "backend", "state": "absent"}, None),
+    )
+] + [
+    ("url-with-dc-query", "peering_info", "acc", lambda b: {"url": b["acc"] + "?dc=dc1"}, r"path, query or fragment",
+     None),
+    ("token-name-trailing-newline", "peering_token", "acc", {"peer_name": "bi-new\n"}, r"not a valid peer name", None),
+    ("info-name-trailing-newline", "peering_info", "acc", {"peer_name": "bi-c2\n"}, r"not a valid peer name", None),
+    ("exports-consumer-trailing-newline", "exported_services", "acc",
+     {"services": [{"name": "backend", "consumers": [{"peer": "bi-c2\n"}]}]}, r"not a valid peer name",
+     ("exported-services", "default")),
+    ("timeout-nan", "peering_info", "acc", {"timeout": "nan"}, r"positive, finite", None),
+    ("timeout-inf", "peering_info", "acc", {"timeout": "inf"}, r"positive, finite", None),
+    ("wait-timeout-negative", "peering_token", "acc", {"peer_name": "bi-new", "wait_timeout": -1},
+     r"wait_timeout must be 0 or more", None),
+    ("meta-nested-dict", "peering_token", "acc", {"peer_name": "bi-new", "meta": {"team": {"name": "x"}}},
+     r"meta\.team is a dict; peering meta values are strings", None),
+    ("url-unix-socket", "peering_info", "acc", {"url": "unix:///var/run/consul.sock"}, r"unix socket", None),
+    ("intentions-jwt-provider-twice", "service_intentions", "acc",
+     {"name": "backend", "sources": [{"name": "frontend", "peer": "bi-c2", "action": "allow"}],
+      "jwt": {"providers": [{"name": "okta"}, {"name": "okta"}]}}, r"provider 'okta' is listed twice",
+     ("service-intentions", "backend")),
+]
+MODULE_CASES += EDGE_CASES
 RESOLVER_CASES_22 = [
     ("resolver-name-dotdot", "service_resolver", "acc", {"name": ".."}, r"name '\.\.' cannot be used", None),
     ("resolver-name-dot-absent", "service_resolver", "acc", {"name": ".", "state": "absent"},

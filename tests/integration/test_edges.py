@@ -1,0 +1,286 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) seed.consul_peering contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""No silent false success, on the real lab (issue 15).
+
+- unpeer_clusters through a URL with a path fails, and removes nothing;
+- every field Consul 1.22 holds in an intentions, exported-services and resolver entry (JWT included)
+  survives a module run that changes something else;
+- a CAS write whose answer a proxy drops after forwarding it is reported changed;
+- establishing against an acceptor that refuses, or never answers, gives one short message naming the
+  token's addresses.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+from conftest import ROOT, consul, delete_all_peerings, wait_for
+
+JWKS = base64.b64encode(json.dumps({"keys": [{"kty": "oct", "kid": "k1", "k": "c2VjcmV0LWtleS1mb3ItdGVzdHM"}]})
+                        .encode()).decode()
+
+
+def result_of(run):
+    return run.json()["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+def adhoc(module, args):
+    return ["localhost", "-m", "seed.consul_peering." + module, "-a", json.dumps(args)]
+
+
+def put_entry(url, entry):
+    status, body = consul(url, "PUT", "/v1/config", entry)
+    assert status == 200 and body is True, (status, body)
+
+
+def get_entry(url, kind, name):
+    status, body = consul(url, path="/v1/config/%s/%s" % (kind, name))
+    assert status == 200, body
+    return body
+
+
+def drop_server_fields(entry):
+    out = dict(entry)
+    for key in ("CreateIndex", "ModifyIndex", "Hash"):
+        out.pop(key, None)
+    return out
+
+
+# --- unpeer through a path URL ---------------------------------------------------------------------
+
+def test_unpeer_through_a_path_url_fails_and_removes_nothing(ansible, lab, tmp_path):
+    acc, dial = lab["CLUSTER1_URL"], lab["CLUSTER2_URL"]
+    delete_all_peerings(acc)
+    delete_all_peerings(dial)
+    status, body = consul(acc, "POST", "/v1/peering/token", {"PeerName": "edge-dial"})
+    assert status == 200, body
+    assert consul(dial, "POST", "/v1/peering/establish", {"PeerName": "edge-acc", "PeeringToken": body["PeeringToken"]})[0] == 200
+    assert wait_for(lambda: consul(dial, path="/v1/peering/edge-acc")[1].get("State") == "ACTIVE", timeout=60)
+    inv = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+                   "children": {"consul_acceptors": {"hosts": {"edge-acc": {"cluster_peering_url": acc + "/v1"}}},
+                                "consul_dialers": {"hosts": {"edge-dial": {"cluster_peering_url": dial + "/v1"}}}}}}
+    path = tmp_path / "inv.yml"
+    path.write_text(yaml.safe_dump(inv))
+    try:
+        run = ansible([os.path.join(ROOT, "playbooks", "unpeer_clusters.yml"), "-i", str(path)], playbook=True)
+        assert run.rc != 0 and "path, query or fragment" in run.output, run.output[-3000:]
+        assert consul(acc, path="/v1/peering/edge-dial")[1]["State"] == "ACTIVE"
+        assert consul(dial, path="/v1/peering/edge-acc")[1]["State"] == "ACTIVE"
+    finally:
+        delete_all_peerings(dial)
+        delete_all_peerings(acc)
+
+
+# --- every field survives ----------------------------------------------------------------------------
+
+@pytest.fixture
+def entries(lab):
+    url = lab["CLUSTER1_URL"]
+    made = [("jwt-provider", "edge-okta"), ("service-defaults", "edge-api")]
+    put_entry(url, {"Kind": "jwt-provider", "Name": "edge-okta", "Issuer": "https://okta.example",
+                    "JSONWebKeySet": {"Local": {"JWKS": JWKS}}})
+    put_entry(url, {"Kind": "service-defaults", "Name": "edge-api", "Protocol": "http"})
+    yield url, made
+    for kind in ("service-intentions", "service-resolver"):
+        consul(url, "DELETE", "/v1/config/%s/edge-api" % kind)
+    for kind, name in reversed(made):
+        consul(url, "DELETE", "/v1/config/%s/%s" % (kind, name))
+
+
+JWT = {"Providers": [{"Name": "edge-okta", "VerifyClaims": [{"Path": ["perms", "role"], "Value": "admin"}]}]}
+
+
+def test_intentions_keep_every_field_and_jwt(ansible, entries):
+    url, dummy = entries
+    full = {"Kind": "service-intentions", "Name": "edge-api", "Meta": {"owner": "team-a"}, "JWT": JWT,
+            "Sources": [
+                {"Name": "web", "Peer": "edge-p1", "Description": "old text", "Permissions": [
+                    {"Action": "allow", "JWT": JWT,
+                     "HTTP": {"PathPrefix": "/admin", "Methods": ["GET", "POST"],
+                              "Header": [{"Name": "x-team", "Exact": "a", "Invert": True},
+                                         {"Name": "x-env", "Prefix": "prod", "IgnoreCase": True},
+                                         {"Name": "x-id", "Contains": "ab"}]}},
+                    {"Action": "deny", "HTTP": {"PathRegex": "/.*"}}]},
+                {"Name": "*", "Action": "deny", "Description": "default deny"}]}
+    put_entry(url, full)
+    before = drop_server_fields(get_entry(url, "service-intentions", "edge-api"))
+    # The module rewrites source web (new description, same permissions given without jwt) and adds one.
+    run = ansible(adhoc("service_intentions", {"url": url, "name": "edge-api", "sources": [
+        {"name": "web", "peer": "edge-p1", "description": "new text", "permissions": [
+            {"action": "allow", "http": {"path_prefix": "/admin", "methods": ["get", "post"], "header": [
+                {"name": "x-team", "exact": "a", "invert": True}, {"name": "x-env", "prefix": "prod", "ignore_case": True},
+                {"name": "x-id", "contains": "ab"}]}},
+            {"action": "deny", "http": {"path_regex": "/.*"}}]},
+        {"name": "metrics", "peer": "edge-p1", "action": "allow"}]}), json_output=True)
+    res = result_of(run)
+    assert run.rc == 0 and res["changed"], res
+    after = drop_server_fields(get_entry(url, "service-intentions", "edge-api"))
+    assert after["JWT"] == JWT and after["Meta"] == {"owner": "team-a"}
+    web = [s for s in after["Sources"] if s["Name"] == "web"][0]
+    old_web = [s for s in before["Sources"] if s["Name"] == "web"][0]
+    assert web["Permissions"] == old_web["Permissions"], (web, old_web)  # JWT of permission 0 kept
+    assert web["Description"] == "new text"
+    assert [s for s in after["Sources"] if s["Name"] == "*"] == [s for s in before["Sources"] if s["Name"] == "*"]
+    # The jwt options themselves: set on the entry, removed from the permission.
+    run = ansible(adhoc("service_intentions", {"url": url, "name": "edge-api", "jwt": {}, "sources": [
+        {"name": "*", "action": "deny", "description": "default deny"}]}), json_output=True)
+    assert run.rc == 0 and result_of(run)["changed"], run.output[-2000:]
+    assert "JWT" not in get_entry(url, "service-intentions", "edge-api")
+    rerun = ansible(adhoc("service_intentions", {"url": url, "name": "edge-api", "jwt": {}, "sources": [
+        {"name": "*", "action": "deny", "description": "default deny"}]}), json_output=True)
+    assert result_of(rerun)["changed"] is False
+
+
+def test_exported_services_keep_every_field(ansible, lab):
+    url = lab["CLUSTER1_URL"]
+    consul(url, "DELETE", "/v1/config/exported-services/default")
+    put_entry(url, {"Kind": "exported-services", "Name": "default", "Meta": {"owner": "team-a"},
+                    "Services": [{"Name": "web", "Consumers": [{"Peer": "edge-p1"}, {"Peer": "edge-p2"}]},
+                                 {"Name": "*", "Consumers": [{"Peer": "edge-p3"}]}]})
+    try:
+        before = drop_server_fields(get_entry(url, "exported-services", "default"))
+        run = ansible(adhoc("exported_services", {"url": url, "services": [
+            {"name": "api", "consumers": [{"peer": "edge-p1"}]}]}), json_output=True)
+        assert run.rc == 0 and result_of(run)["changed"], run.output[-2000:]
+        after = drop_server_fields(get_entry(url, "exported-services", "default"))
+        assert after["Meta"] == before["Meta"]
+        assert [s for s in after["Services"] if s["Name"] != "api"] == before["Services"]
+    finally:
+        consul(url, "DELETE", "/v1/config/exported-services/default")
+
+
+def test_resolver_keeps_every_field_it_does_not_manage(ansible, entries):
+    url, dummy = entries
+    full = {"Kind": "service-resolver", "Name": "edge-api", "Meta": {"owner": "team-a"},
+            "ConnectTimeout": "5s", "RequestTimeout": "20s", "DefaultSubset": "v1",
+            "Subsets": {"v1": {"Filter": "Service.Meta.version == v1", "OnlyPassing": True}},
+            "Failover": {"*": {"Targets": [{"Peer": "edge-p1"}]}},
+            "LoadBalancer": {"Policy": "ring_hash", "RingHashConfig": {"MinimumRingSize": 1024},
+                             "HashPolicies": [{"Field": "header", "FieldValue": "x-user", "Terminal": True}]},
+            "PrioritizeByLocality": {"Mode": "failover"}}
+    put_entry(url, full)
+    before = drop_server_fields(get_entry(url, "service-resolver", "edge-api"))
+    run = ansible(adhoc("service_resolver", {
+        "url": url, "name": "edge-api", "connect_timeout": "7s", "request_timeout": "20s", "default_subset": "v1",
+        "subsets": [{"name": "v1", "filter": "Service.Meta.version == v1", "only_passing": True}],
+        "failover": [{"subset": "*", "targets": [{"peer": "edge-p1"}]}],
+        "load_balancer": {"policy": "ring_hash", "ring_hash_config": {"minimum_ring_size": 1024},
+                          "hash_policies": [{"field": "header", "field_value": "x-user", "terminal": True}]}}),
+        json_output=True)
+    res = result_of(run)
+    assert run.rc == 0 and res["changed"], res
+    after = drop_server_fields(get_entry(url, "service-resolver", "edge-api"))
+    assert after.pop("ConnectTimeout") == "7s" and before.pop("ConnectTimeout") == "5s"
+    assert after == before
+
+
+# --- a lost answer to a CAS write --------------------------------------------------------------------
+
+class _LosingHandler(http.server.BaseHTTPRequestHandler):
+    """Forwards every request; the first PUT /v1/config is applied by Consul, then its answer is dropped."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _forward(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        req = urllib.request.Request(self.server.target + self.path, data=body, method=self.command)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                status, data = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, data = e.code, e.read()
+        if self.command == "PUT" and self.path.startswith("/v1/config") and not self.server.dropped:
+            self.server.dropped += 1
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_DELETE = _forward
+
+
+def test_a_cas_write_whose_answer_is_lost_is_reported_changed(ansible, lab):
+    url = lab["CLUSTER1_URL"]
+    consul(url, "DELETE", "/v1/config/exported-services/default")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LosingHandler)
+    server.target, server.dropped = url, 0
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run = ansible(adhoc("exported_services", {"url": "http://127.0.0.1:%d" % server.server_port, "services": [
+            {"name": "lost", "consumers": [{"peer": "edge-p1"}]}]}), json_output=True)
+        res = result_of(run)
+        assert server.dropped == 1
+        assert run.rc == 0 and res["changed"] is True and res["operation"] == "create", res
+        assert get_entry(url, "exported-services", "default")["Services"] == [
+            {"Name": "lost", "Consumers": [{"Peer": "edge-p1"}]}]
+    finally:
+        server.shutdown()
+        server.server_close()
+        consul(url, "DELETE", "/v1/config/exported-services/default")
+
+
+# --- an acceptor that cannot be reached ----------------------------------------------------------------
+
+def token_with_addresses(token, addresses):
+    fields = json.loads(base64.b64decode(token + "=" * (-len(token) % 4)))
+    fields["ServerAddresses"] = addresses
+    return base64.b64encode(json.dumps(fields).encode()).decode()
+
+
+@pytest.mark.parametrize("kind", ["refused", "silent"])
+def test_establish_with_an_unreachable_acceptor_says_so_briefly(ansible, lab, tmp_path, kind):
+    acc, dial = lab["CLUSTER1_URL"], lab["CLUSTER2_URL"]
+    status, body = consul(acc, "POST", "/v1/peering/token", {"PeerName": "edge-unreach"})
+    assert status == 200, body
+    listener = None
+    if kind == "refused":
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        address = "127.0.0.1:%d" % sock.getsockname()[1]
+        sock.close()  # nothing listens there now
+    else:
+        # Accepts TCP (the kernel's backlog) but never answers the TLS handshake.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        address = "127.0.0.1:%d" % listener.getsockname()[1]
+    token = token_with_addresses(body["PeeringToken"], [address])
+    vars_file = tmp_path / "tok.json"
+    vars_file.write_text(json.dumps({"tok": token}))
+    start = time.monotonic()
+    try:
+        run = ansible(["localhost", "-m", "seed.consul_peering.peering_establish", "-e", "@" + str(vars_file), "-a",
+                       '{"url": "%s", "peer_name": "edge-acc", "peering_token": "{{ tok }}"}' % dial], json_output=True)
+        seconds = time.monotonic() - start
+        res = result_of(run)
+        msg = res.get("msg", "")
+        print("%s acceptor: %.1f s, %d characters: %s" % (kind, seconds, len(msg), msg))
+        assert run.rc != 0 and address in msg, res
+        assert len(msg) < 1500 and msg.count("rpc error") <= 1, msg
+        assert "ACL" not in msg and "overloaded" not in msg, msg
+        # The debris of the failed exchange is gone: no PENDING peering left on the dialer.
+        assert consul(dial, path="/v1/peering/edge-acc")[0] == 404
+    finally:
+        if listener:
+            listener.close()
+        consul(acc, "DELETE", "/v1/peering/edge-unreach")
+        delete_all_peerings(dial)
