@@ -30,9 +30,10 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+# The one counting proxy, shared with the integration tests.
+sys.path.insert(0, os.path.join(ROOT, "tests", "utils"))
 
-from counting_proxy import CountingProxy  # noqa: E402  (bench/ is not a package)
+from counting_proxy import CountingProxy  # noqa: E402  (tests/utils is not a package)
 
 VENV_BIN = os.path.dirname(sys.executable)
 PLAYBOOK = os.path.join(ROOT, "playbooks", "peer_clusters.yml")
@@ -107,8 +108,8 @@ class Ansible:
         self.env = dict(os.environ)
         self.env.update({
             "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".ansible", "collections"),
-            "ANSIBLE_CALLBACK_PLUGINS": os.path.join(HERE, "callback_plugins"),
-            "ANSIBLE_STDOUT_CALLBACK": "bench_json",
+            "ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "tests", "utils", "callback_plugins"),
+            "ANSIBLE_STDOUT_CALLBACK": "seed_json",
             "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_LOCALHOST_WARNING": "0",

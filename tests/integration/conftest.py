@@ -12,16 +12,13 @@ collection through a collections path that points at this checkout.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 
 import pytest
 
@@ -29,6 +26,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # lab.sh honours LAB_STATE_DIR / LAB_PORT_BASE, so parallel checkouts (or developers) each get their own lab.
 STATE = os.environ.get("LAB_STATE_DIR") or os.path.join(ROOT, "lab", ".state")
 VENV_BIN = os.path.dirname(sys.executable)
+sys.path.insert(0, os.path.join(ROOT, "tests", "utils"))
+
+from counting_proxy import CountingProxy  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def read_env_file(path):
@@ -103,67 +103,10 @@ def delete_all_peerings(url, timeout=60):
     return wait_for(lambda: not (consul(url, path="/v1/peerings")[1] or []), timeout=timeout)
 
 
-# ansible-core has no JSON stdout callback of its own (the short name "json" is
-# redirected to ansible.posix.json, which is not installed), so json_output uses
-# this one: the same {"plays": [{"tasks": [{"hosts": {...}}]}], "stats": {...}}
-# shape as ansible.posix.json, for ad-hoc runs and playbooks alike.
-JSON_CALLBACK_NAME = "seed_test_json"
-JSON_CALLBACK = '''
-from __future__ import annotations
-
-import json
-
-from ansible.plugins.callback import CallbackBase
-
-DOCUMENTATION = """
-name: seed_test_json
-type: stdout
-short_description: JSON results for the integration tests
-description: [Prints every task result as one JSON document at the end.]
-"""
-
-
-class CallbackModule(CallbackBase):
-    CALLBACK_VERSION = 2.0
-    CALLBACK_TYPE = "stdout"
-    CALLBACK_NAME = "seed_test_json"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.plays = []
-
-    def v2_playbook_on_play_start(self, play):
-        self.plays.append({"play": {"name": play.get_name()}, "tasks": []})
-
-    def v2_playbook_on_task_start(self, task, is_conditional):
-        self.plays[-1]["tasks"].append({"task": {"name": task.get_name()}, "hosts": {}})
-
-    v2_playbook_on_handler_task_start = v2_playbook_on_task_start
-
-    def _record(self, result, **extra):
-        data = getattr(result, "result", None)
-        if data is None:
-            data = result._result
-        host = result.host if hasattr(result, "host") else result._host
-        self.plays[-1]["tasks"][-1]["hosts"][host.get_name()] = dict(data, **extra)
-
-    def v2_runner_on_ok(self, result):
-        self._record(result)
-
-    def v2_runner_on_failed(self, result, ignore_errors=False):
-        self._record(result, failed=True)
-
-    def v2_runner_on_unreachable(self, result):
-        self._record(result, unreachable=True)
-
-    def v2_runner_on_skipped(self, result):
-        self._record(result, skipped=True)
-
-    def v2_playbook_on_stats(self, stats):
-        summary = dict((h, stats.summarize(h)) for h in sorted(stats.processed))
-        self._display.display(json.dumps({"plays": self.plays, "stats": summary}, indent=2, sort_keys=True,
-                                         default=str))
-'''
+# The JSON stdout callback shared with bench/ (tests/utils/callback_plugins/seed_json.py):
+# {"plays": [{"tasks": [{"task": {...}, "hosts": {...}}]}], "stats": {...}}.
+CALLBACK_DIR = os.path.join(ROOT, "tests", "utils", "callback_plugins")
+JSON_CALLBACK_NAME = "seed_json"
 
 
 class AnsibleRun:
@@ -205,10 +148,7 @@ def ansible(collections_path, tmp_path):
                   "CONSUL_TLS_SERVER_NAME", "CONSUL_HTTP_SSL_VERIFY"):
             full_env.pop(k, None)
         if json_output:
-            plugins = tmp_path / "callback_plugins"
-            plugins.mkdir(exist_ok=True)
-            (plugins / (JSON_CALLBACK_NAME + ".py")).write_text(JSON_CALLBACK)
-            full_env["ANSIBLE_CALLBACK_PLUGINS"] = str(plugins)
+            full_env["ANSIBLE_CALLBACK_PLUGINS"] = CALLBACK_DIR
             full_env["ANSIBLE_STDOUT_CALLBACK"] = JSON_CALLBACK_NAME
             full_env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"
             if not playbook:
@@ -221,73 +161,17 @@ def ansible(collections_path, tmp_path):
     return run
 
 
-class _CountingHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _forward(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        path = self.path.split("?", 1)[0]
-        self.server.counts[(self.command, path)] += 1
-        req = urllib.request.Request(self.server.target + self.path, data=body, method=self.command)
-        for h in ("X-Consul-Token", "Content-Type"):
-            if self.headers.get(h):
-                req.add_header(h, self.headers[h])
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                status, data, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")
-        except urllib.error.HTTPError as e:
-            status, data, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
-        self.send_response(status)
-        if ctype:
-            self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_PUT = do_POST = do_DELETE = _forward
-
-
-class CountingProxy:
-    """A loopback HTTP proxy in front of one Consul that counts requests by (method, path)."""
-
-    def __init__(self, target):
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingHandler)
-        self.server.target = target
-        self.server.counts = Counter()
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def counts(self):
-        return self.server.counts
-
-    def total(self, method=None):
-        return sum(n for (m, dummy), n in self.counts.items() if method is None or m == method)
-
-    def writes(self):
-        return sum(n for (m, dummy), n in self.counts.items() if m != "GET")
-
-    def reset(self):
-        self.server.counts.clear()
-
-
 @pytest.fixture
 def counting_proxy():
     """counting_proxy(target_url) -> CountingProxy (started; stopped after the test)."""
     proxies = []
 
-    def make(target):
-        p = CountingProxy(target)
-        p.thread.start()
+    def make(target, drop_answer=None):
+        p = CountingProxy(target, drop_answer=drop_answer).start()
         proxies.append(p)
         return p
 
     yield make
     for p in proxies:
         with contextlib.suppress(Exception):
-            p.server.shutdown()
-            p.server.server_close()
+            p.stop()

@@ -15,14 +15,10 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import os
 import socket
-import threading
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 import yaml
@@ -189,52 +185,23 @@ def test_resolver_keeps_every_field_it_does_not_manage(ansible, entries):
 
 # --- a lost answer to a CAS write --------------------------------------------------------------------
 
-class _LosingHandler(http.server.BaseHTTPRequestHandler):
-    """Forwards every request; the first PUT /v1/config is applied by Consul, then its answer is dropped."""
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _forward(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        req = urllib.request.Request(self.server.target + self.path, data=body, method=self.command)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                status, data = resp.status, resp.read()
-        except urllib.error.HTTPError as e:
-            status, data = e.code, e.read()
-        if self.command == "PUT" and self.path.startswith("/v1/config") and not self.server.dropped:
-            self.server.dropped += 1
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_PUT = do_POST = do_DELETE = _forward
-
-
-def test_a_cas_write_whose_answer_is_lost_is_reported_changed(ansible, lab):
+def test_a_cas_write_whose_answer_is_lost_is_reported_changed(ansible, lab, counting_proxy):
     url = lab["CLUSTER1_URL"]
     consul(url, "DELETE", "/v1/config/exported-services/default")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LosingHandler)
-    server.target, server.dropped = url, 0
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # The first PUT /v1/config reaches Consul, which applies it; its answer never comes back.
+    proxy = counting_proxy(url, drop_answer=lambda method, path: method == "PUT" and path == "/v1/config"
+                           and proxy.dropped == 0)
     try:
-        run = ansible(adhoc("exported_services", {"url": "http://127.0.0.1:%d" % server.server_port, "services": [
+        run = ansible(adhoc("exported_services", {"url": proxy.url, "services": [
             {"name": "lost", "consumers": [{"peer": "edge-p1"}]}]}), json_output=True)
         res = result_of(run)
-        assert server.dropped == 1
+        assert proxy.dropped == 1
         assert run.rc == 0 and res["changed"] is True and res["operation"] == "create", res
+        # The write was not sent twice: the re-read found it applied.
+        assert proxy.counts[("PUT", "/v1/config")] == 1, dict(proxy.counts)
         assert get_entry(url, "exported-services", "default")["Services"] == [
             {"Name": "lost", "Consumers": [{"Peer": "edge-p1"}]}]
     finally:
-        server.shutdown()
-        server.server_close()
         consul(url, "DELETE", "/v1/config/exported-services/default")
 
 

@@ -2,17 +2,17 @@
 # Copyright (c) seed.consul_peering contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A loopback HTTP proxy in front of one Consul that counts requests (bench code, not product code).
+"""A loopback HTTP proxy in front of one Consul that counts requests: one copy for the tests and the bench.
 
-Same idea as CountingProxy in tests/integration/conftest.py, kept here so the
-benchmark does not depend on the test tree. Bodies are forwarded, never stored
-or logged (they can carry peering tokens).
+Bodies are forwarded, never stored or logged (they can carry peering tokens). A test can make
+it lose an answer after Consul applied the request (drop_answer), as a broken link would.
 """
 
 from __future__ import annotations
 
 import http.client
 import http.server
+import socket
 import threading
 from collections import Counter
 from urllib.parse import urlsplit
@@ -41,6 +41,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             status, data, ctype = resp.status, resp.read(), resp.getheader("Content-Type", "")
         finally:
             conn.close()
+        drop = self.server.drop_answer
+        if drop is not None and drop(self.command, path):
+            # Consul applied the request; its answer never reaches the client.
+            with self.server.lock:
+                self.server.dropped += 1
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.send_response(status)
         if ctype:
             self.send_header("Content-Type", ctype)
@@ -54,7 +62,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class CountingProxy:
     """Start with start(); url is the proxy's address; counts is a Counter of (method, path)."""
 
-    def __init__(self, target):
+    def __init__(self, target, drop_answer=None):
+        """drop_answer(method, path) -> bool: forward that request, then close without answering."""
         parts = urlsplit(target)
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
@@ -62,6 +71,8 @@ class CountingProxy:
         self.server.target_port = parts.port
         self.server.counts = Counter()
         self.server.lock = threading.Lock()
+        self.server.drop_answer = drop_answer
+        self.server.dropped = 0
         self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -91,3 +102,13 @@ class CountingProxy:
         reqs = sum(snap.values())
         writes = sum(n for (m, _p), n in snap.items() if m not in ("GET", "HEAD"))
         return reqs, writes
+
+    def total(self, method=None):
+        return sum(n for (m, _p), n in self.snapshot().items() if method is None or m == method)
+
+    def writes(self):
+        return self.totals()[1]
+
+    @property
+    def dropped(self):
+        return self.server.dropped

@@ -2,10 +2,10 @@
 # Copyright (c) seed.consul_peering contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Stdout callback of the benchmark: results as one JSON document, with each task's wall time.
+"""Stdout callback of the tests and the benchmark: results as one JSON document, with each task's wall time.
 
-ansible-core has no JSON stdout callback of its own (ansible.posix.json is not
-installed), so the bench brings this one. Shape: {"plays": [{"tasks": [{"task":
+ansible-core has no JSON stdout callback of its own (the short name "json" is redirected to
+ansible.posix.json, which is not installed), so the tests and bench/bench.py bring this one. Shape: {"plays": [{"tasks": [{"task":
 {"name", "seconds"}, "hosts": {host: result}}]}], "stats": {host: summary}}.
 A task's seconds run from its start to the start of the next task (all hosts).
 """
@@ -18,9 +18,9 @@ import time
 from ansible.plugins.callback import CallbackBase
 
 DOCUMENTATION = """
-name: bench_json
+name: seed_json
 type: stdout
-short_description: JSON results with task wall times, for bench/bench.py
+short_description: JSON results with task wall times, for the tests and bench/bench.py
 description: [Prints every task result and its wall time as one JSON document at the end.]
 """
 
@@ -28,7 +28,7 @@ description: [Prints every task result and its wall time as one JSON document at
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "stdout"
-    CALLBACK_NAME = "bench_json"
+    CALLBACK_NAME = "seed_json"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -76,4 +76,4 @@ class CallbackModule(CallbackBase):
         summary = dict((h, stats.summarize(h)) for h in sorted(stats.processed))
         self._display.display(json.dumps({"plays": self.plays, "stats": summary,
                                           "seconds": round(time.monotonic() - self._t0, 4)},
-                                         sort_keys=True, default=str))
+                                         indent=2, sort_keys=True, default=str))
