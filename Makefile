@@ -14,6 +14,9 @@ PIP_VERSION := 24.2
 SANITY_TREE := $(CURDIR)/tests/output/sanity/ansible_collections/seed/consul_peering
 COLL_PATH   := $(CURDIR)/.ansible/collections
 PYTEST_ARGS ?=
+# Target Pythons checked besides 3.11 (ansible-core 2.19 runs modules on 3.8-3.13).
+SANITY_TARGET_PYTHONS ?= 3.8 3.9 3.10 3.12 3.13
+PYENV_ROOT ?= $(HOME)/.pyenv
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_PATH)
@@ -68,6 +71,15 @@ sanity: venv
 	@cp tests/utils/get_pip_standin.py ~/.ansible/test/cache/get_pip_$(subst .,_,$(PIP_VERSION)).py
 	@echo "[sanity] ansible-test sanity --python 3.11 (first run builds its tool venvs: a few minutes)"
 	@cd $(SANITY_TREE) && $(BIN)/ansible-test sanity --python 3.11 --color no --requirements $(SANITY_ARGS)
+	@# Modules run on whatever Python the target has (a Consul server over SSH): compile and import
+	@# are checked on every target Python ansible-core supports that this machine has (pyenv).
+	@for py in $(SANITY_TARGET_PYTHONS); do \
+	  bin=$$(ls -d $(PYENV_ROOT)/versions/$$py.*/bin 2>/dev/null | tail -n 1); \
+	  if [ -z "$$bin" ]; then echo "[sanity] python$$py not on this machine: skipped"; continue; fi; \
+	  echo "[sanity] compile and import on python$$py"; \
+	  (cd $(SANITY_TREE) && PATH="$$bin:$$PATH" $(BIN)/ansible-test sanity --python $$py --color no --requirements \
+	     --test compile --test import $(SANITY_ARGS)) || exit 1; \
+	done
 
 lint: venv collection-link
 	@echo "[lint] ansible-lint --profile production"

@@ -316,10 +316,11 @@ def redirect_message(status, location, method, path, base):
     host = target.hostname or urlsplit(base).hostname or "?"
     if target.port:
         host = "%s:%d" % (host, target.port)
+    where = "host " + host if location else "nowhere"
+    plain = " over plain http" if target.scheme == "http" else ""
     return ("the server at %s answered %s to %s %s with a redirect to %s%s; the collection never follows redirects "
             "(Consul's HTTP API does not send them, and following one would resend the ACL token): point url at "
-            "the Consul server itself" % (base, status, method, path, "host " + host if location else "nowhere",
-                                           " over plain http" if target.scheme == "http" else ""))
+            "the Consul server itself" % (base, status, method, path, where, plain))
 
 
 def _readable_file(path, option):
@@ -499,7 +500,7 @@ class ConsulClient:
         self.warn = warn or (lambda msg: None)
         self._secrets = set()
         self.add_secret(conn.get("token"))
-        self._enterprise = None
+        self._server = None
         if session is None:
             if requests is None:
                 raise ConsulError(missing_required_lib("requests"))
@@ -678,20 +679,40 @@ class ConsulClient:
         return self.request("DELETE", path, query=query)
 
     # -- server facts ------------------------------------------------------
-    def require_enterprise_for(self, what):
-        """Fail clearly when an Enterprise-only option is used against Consul CE."""
-        if self._enterprise is None:
+    def server(self):
+        """(version, enterprise) of the agent behind url, read once (GET /v1/agent/self)."""
+        if self._server is None:
             info = self.request("GET", "/v1/agent/self", expect=dict)
             cfg = info.get("Config") or {}
             version = str(cfg.get("Version", ""))
             meta = str(cfg.get("VersionMetadata", ""))
-            self._enterprise = "ent" in meta or "+ent" in version
-            self._version = version
-        if not self._enterprise:
-            raise ConsulError(
-                "%s needs Consul Enterprise, but the server at %s runs Consul CE %s"
-                % (what, self.base, getattr(self, "_version", ""))
-            )
+            self._server = (version, "ent" in meta or "+ent" in version)
+        return self._server
+
+    def require_enterprise_for(self, what):
+        """Fail clearly when an Enterprise-only option is used against Consul CE."""
+        version, enterprise = self.server()
+        if not enterprise:
+            raise ConsulError("%s needs Consul Enterprise, but the server at %s runs Consul CE %s"
+                              % (what, self.base, version))
+
+    def require_version(self, needs):
+        """Fail clearly when the server is older than what the input uses.
+
+        needs: [(minimum version as a tuple, what)] for the input actually given; an empty list
+        costs no request. Sending such a field to an older Consul is a 400 at best, a silent drop
+        at worst.
+        """
+        if not needs:
+            return
+        version, dummy = self.server()
+        have = version_tuple(version)
+        if have is None:
+            return
+        missing = ["%s needs Consul %s or later" % (what, ".".join(str(n) for n in minimum))
+                   for minimum, what in needs if have < tuple(minimum)]
+        if missing:
+            raise ConsulError("%s; the server at %s runs Consul %s" % ("; ".join(missing), self.base, version))
 
     # -- peerings ----------------------------------------------------------
     def get_peering(self, name):
@@ -759,6 +780,12 @@ class ConsulClient:
         resp = self.request("GET", api_path("v1", "health", "service", service), query={"peer": peer}, expect=list,
                             with_meta=True)
         return resp.value, resp.filtered_by_acls
+
+
+def version_tuple(text):
+    """(major, minor, patch) of a Consul version such as '1.22.7' or '1.21.5+ent', or None."""
+    m = re.match(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else None
 
 
 def _ns_query(namespace):

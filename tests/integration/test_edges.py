@@ -169,13 +169,13 @@ def test_resolver_keeps_every_field_it_does_not_manage(ansible, entries):
             "PrioritizeByLocality": {"Mode": "failover"}}
     put_entry(url, full)
     before = drop_server_fields(get_entry(url, "service-resolver", "edge-api"))
-    run = ansible(adhoc("service_resolver", {
+    args = {
         "url": url, "name": "edge-api", "connect_timeout": "7s", "request_timeout": "20s", "default_subset": "v1",
         "subsets": [{"name": "v1", "filter": "Service.Meta.version == v1", "only_passing": True}],
         "failover": [{"subset": "*", "targets": [{"peer": "edge-p1"}]}],
         "load_balancer": {"policy": "ring_hash", "ring_hash_config": {"minimum_ring_size": 1024},
-                          "hash_policies": [{"field": "header", "field_value": "x-user", "terminal": True}]}}),
-        json_output=True)
+                          "hash_policies": [{"field": "header", "field_value": "x-user", "terminal": True}]}}
+    run = ansible(adhoc("service_resolver", args), json_output=True)
     res = result_of(run)
     assert run.rc == 0 and res["changed"], res
     after = drop_server_fields(get_entry(url, "service-resolver", "edge-api"))

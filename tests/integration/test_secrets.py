@@ -397,9 +397,9 @@ def test_no_secret_under_hostile_inputs(ansible, seclab, tmp_path, reliability):
     wrapped = acl_token[:8] + "\n" + acl_token[8:]
     bad_vars = tmp_path.parent / "hostile-wrapped.json"
     bad_vars.write_text(json.dumps({"wrapped": wrapped}))
-    run = scan.run(ansible, "wrapped token (refused)", ["localhost", "-m", "seed.consul_peering.peering_info",
-                                                         "-e", "@" + str(bad_vars), "-a", '{"token": "{{ wrapped }}"}'],
-                   1, lab)
+    wrapped_args = ["localhost", "-m", "seed.consul_peering.peering_info", "-e", "@" + str(bad_vars),
+                    "-a", '{"token": "{{ wrapped }}"}']
+    run = scan.run(ansible, "wrapped token (refused)", wrapped_args, 1, lab)
     assert run.rc != 0 and "X-Consul-Token" in host_results(run)[0]["msg"], run.output[-2000:]
 
     # 3. A redirecting HTTPS server: the module refuses the redirect; the plain-HTTP target sees nothing.

@@ -10,7 +10,6 @@ import pytest
 import requests
 
 from ansible_collections.seed.consul_peering.plugins.module_utils import consul_api as api
-from ansible_collections.seed.consul_peering.plugins.module_utils import _peering as pt
 
 from ..peering_stubs import (
     ACL_TOKEN,
