@@ -4,6 +4,7 @@
 #   make lab-up / lab-down / lab-status / consul / venv / bench
 #   make galaxy-import   galaxy-importer on the built tarball, as Galaxy on upload (no warning allowed)
 #   make role-readme     regenerate roles/cluster_peering/README.md from meta/argument_specs.yml
+#   make docsite         regenerate docs/docsite/rst/ (the docs site's guides) from docs/*.md
 #   make release         cut the release of galaxy.yml's version: changelog, build, import, tag (RELEASE_TAG=1)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,7 +23,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_PATH)
 
 .PHONY: help venv consul lab-up lab-down lab-status test sanity lint units integration molecule \
-        changelog-lint collection-link demo demo-clean bench clean galaxy-import role-readme release
+        changelog-lint collection-link demo demo-clean bench clean galaxy-import role-readme docsite release
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -114,6 +115,10 @@ galaxy-import: venv $(IMPORTER_VENV)/.installed
 
 role-readme: venv
 	@$(BIN)/python tests/utils/role_readme.py
+
+# docs/*.md as RST pages of the docs site (antsibull-docs takes extra docs as RST only).
+docsite: venv
+	@$(BIN)/python tests/utils/docsite.py
 
 # The release of galaxy.yml's version, in order: checks, changelog, build, importer, tag.
 # The tag is printed, not made, unless RELEASE_TAG=1. Checklist: docs/release.md.
