@@ -91,8 +91,15 @@ def changelog():
         return 1
     if ver in released_versions() and not pending_fragments():
         print("[release] %s is in changelogs/changelog.yaml and no fragment is pending" % ver)
-        return subprocess.run(["antsibull-changelog", "generate"], cwd=ROOT, check=False).returncode
-    return subprocess.run(["antsibull-changelog", "release", "--version", ver], cwd=ROOT, check=False).returncode
+        cmd = ["antsibull-changelog", "generate"]
+    else:
+        cmd = ["antsibull-changelog", "release", "--version", ver]
+    rc = subprocess.run(cmd, cwd=ROOT, check=False).returncode
+    # antsibull-changelog's cache of the plugin list: not part of the release (never committed).
+    cache = os.path.join(ROOT, "changelogs", ".plugin-cache.yaml")
+    if os.path.exists(cache):
+        os.remove(cache)
+    return rc
 
 
 def tag(create):
