@@ -123,7 +123,7 @@ docsite: venv
 # The release of galaxy.yml's version, in order: checks, changelog, build, importer, tag.
 # The tag is printed, not made, unless RELEASE_TAG=1. Checklist: docs/release.md.
 RELEASE_VERSION = $(shell $(BIN)/python -c 'import yaml; print(yaml.safe_load(open("galaxy.yml"))["version"])')
-DIST_DIR        := $(CURDIR)/dist
+DIST_DIR        := $(CURDIR)/tests/output/release
 release: venv collection-link $(IMPORTER_VENV)/.installed
 	@$(BIN)/python tests/utils/release.py check
 	@echo "[release] 1/4 changelog: antsibull-changelog release --version $(RELEASE_VERSION)"
@@ -147,4 +147,4 @@ bench: venv collection-link
 	@bash bench/run.sh
 
 clean:
-	rm -rf .ansible tests/output dist
+	rm -rf .ansible tests/output
