@@ -2,6 +2,10 @@
 #   make demo        peer two local Consul clusters end to end and show the result
 #   make test        every gate: sanity, lint, units, integration (real lab), molecule
 #   make lab-up / lab-down / lab-status / consul / venv / bench
+#   make galaxy-import   galaxy-importer on the built tarball, as Galaxy on upload (no warning allowed)
+#   make role-readme     regenerate roles/cluster_peering/README.md from meta/argument_specs.yml
+#   make docsite         regenerate docs/docsite/rst/ (the docs site's guides) from docs/*.md
+#   make release         cut the release of galaxy.yml's version: changelog, build, import, tag (RELEASE_TAG=1)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -22,7 +26,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_PATH)
 
 .PHONY: help venv consul lab-up lab-down lab-status test sanity lint units integration molecule \
-        changelog-lint collection-link demo demo-clean bench clean
+        changelog-lint collection-link demo demo-clean bench clean galaxy-import role-readme docsite release
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -56,7 +60,7 @@ lab-status:
 	@bash lab/lab.sh status
 
 # --- gates -----------------------------------------------------------------
-test: venv sanity lint units changelog-lint integration molecule
+test: venv sanity lint units changelog-lint galaxy-import integration molecule
 	@echo "[test] all gates passed"
 
 sanity: venv
@@ -84,6 +88,9 @@ sanity: venv
 lint: venv collection-link
 	@echo "[lint] ansible-lint --profile production"
 	@NO_COLOR=1 $(BIN)/ansible-lint --profile production --offline
+	@# extensions/ is not collection content (the shipped .ansible-lint excludes it): its own config
+	@echo "[lint] ansible-lint extensions/ (extensions/.ansible-lint)"
+	@cd extensions && NO_COLOR=1 $(BIN)/ansible-lint --offline
 
 units: venv
 	@echo "[units] pytest tests/unit"
@@ -102,6 +109,44 @@ molecule: venv collection-link
 	  echo "[molecule] molecule test --all"; \
 	  cd extensions && NO_COLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 $(BIN)/molecule test --all; \
 	else echo "[molecule] no scenario yet"; fi
+
+# --- publishing (docs/decisions.md, "Ready to publish") ---------------------------
+# galaxy-importer pins attrs<24, older than the shared .venv's: a venv of its own.
+IMPORTER_VENV := .venv-importer
+IMPORT_DIR    := $(CURDIR)/tests/output/galaxy-import
+$(IMPORTER_VENV)/.installed: requirements-importer.txt requirements-test.txt requirements.txt
+	@echo "[galaxy-import] creating $(IMPORTER_VENV) (galaxy-importer and its ansible-lint)"
+	@test -x $(IMPORTER_VENV)/bin/python || $(PYTHON) -m venv $(IMPORTER_VENV)
+	@$(IMPORTER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	@$(IMPORTER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-importer.txt
+	@touch $@
+
+# Scratch copy of the tree; project URLs galaxy.yml lacks get a marked placeholder there only.
+galaxy-import: venv $(IMPORTER_VENV)/.installed
+	@$(BIN)/python tests/utils/galaxy_import.py --scratch $(IMPORT_DIR)
+
+role-readme: venv
+	@$(BIN)/python tests/utils/role_readme.py
+
+# docs/*.md as RST pages of the docs site (antsibull-docs takes extra docs as RST only).
+docsite: venv
+	@$(BIN)/python tests/utils/docsite.py
+
+# The release of galaxy.yml's version, in order: checks, changelog, build, importer, tag.
+# The tag is printed, not made, unless RELEASE_TAG=1. Checklist: docs/release.md.
+RELEASE_VERSION = $(shell $(BIN)/python -c 'import yaml; print(yaml.safe_load(open("galaxy.yml"))["version"])')
+DIST_DIR        := $(CURDIR)/tests/output/release
+release: venv collection-link $(IMPORTER_VENV)/.installed
+	@$(BIN)/python tests/utils/release.py check
+	@echo "[release] 1/4 changelog: antsibull-changelog release --version $(RELEASE_VERSION)"
+	@$(BIN)/python tests/utils/release.py changelog
+	@$(BIN)/antsibull-changelog lint
+	@echo "[release] 2/4 build into $(DIST_DIR)"
+	@mkdir -p $(DIST_DIR) && $(BIN)/ansible-galaxy collection build --force --output-path $(DIST_DIR) .
+	@echo "[release] 3/4 galaxy-importer on the release tarball"
+	@$(BIN)/python tests/utils/galaxy_import.py $(DIST_DIR)/seed-consul_peering-$(RELEASE_VERSION).tar.gz
+	@echo "[release] 4/4 tag"
+	@$(BIN)/python tests/utils/release.py tag $(if $(RELEASE_TAG),--create,)
 
 # --- demo ------------------------------------------------------------------
 demo: venv collection-link

@@ -24,6 +24,9 @@ import yaml
 
 from conftest import ROOT, VENV_BIN, tree_copy
 
+sys.path.insert(0, os.path.join(ROOT, "tests", "utils"))
+import galaxy_import  # noqa: E402  pylint: disable=wrong-import-position
+
 # Local outputs and tool caches that must never be in the tarball (path in the tree -> planted file).
 PLANTED = [
     ".venv/bin/python",
@@ -115,7 +118,9 @@ def test_tarball_has_the_collection_and_no_local_output(built):
                 "meta/execution-environment.yml", "meta/ee-requirements.txt",
                 "plugins/doc_fragments/consul.py", "plugins/module_utils/consul_api.py",
                 "roles/cluster_peering/meta/argument_specs.yml", "roles/cluster_peering/tasks/main.yml",
-                "playbooks/peer_clusters.yml", "changelogs/changelog.yaml"]
+                "playbooks/peer_clusters.yml", "changelogs/changelog.yaml",
+                "roles/cluster_peering/README.md", "COPYING", "REUSE.toml", "LICENSES/GPL-3.0-or-later.txt",
+                "docs/docsite/extra-docs.yml", "docs/docsite/links.yml", ".ansible-lint"]
     expected += ["plugins/modules/" + m for m in modules]
     missing = [m for m in expected if m not in members]
     assert missing == [], missing
@@ -255,3 +260,83 @@ def test_installed_collection_works_on_oldest_ansible_core(old_core, built, lab,
     doc = run([os.path.join(old_core, "ansible-doc"), "-t", "role", "seed.consul_peering.cluster_peering"],
               env=env, cwd=str(tmp_path)).stdout
     assert "cluster_peering_acceptors_group" in doc
+
+
+# --- publishing metadata (docs/decisions.md, "Ready to publish") ----------------------------------
+
+def load_yaml(rel):
+    with open(os.path.join(ROOT, rel)) as f:
+        return yaml.safe_load(f)
+
+
+def test_galaxy_metadata_follows_community_conventions():
+    galaxy = load_yaml("galaxy.yml")
+    assert {"consul", "hashicorp"} <= set(galaxy["tags"])
+    # Galaxy's importer: at most 64 characters per author; no invented address.
+    assert all(isinstance(a, str) and len(a) <= 64 and "@" not in a for a in galaxy["authors"]), galaxy["authors"]
+    for key in galaxy_import.URL_KEYS:
+        assert "example.invalid" not in str(galaxy.get(key, "")), "the test placeholder leaked into galaxy.yml"
+
+
+def test_lint_skip_of_no_repository_goes_with_the_missing_url():
+    """`galaxy[no-repository]` is skipped exactly as long as galaxy.yml has no repository."""
+    skipped = "galaxy[no-repository]" in (load_yaml(".ansible-lint").get("skip_list") or [])
+    assert skipped == (not load_yaml("galaxy.yml").get("repository")), \
+        "galaxy.yml has a repository now: remove the galaxy[no-repository] skip from .ansible-lint"
+
+
+def test_role_min_ansible_version_is_requires_ansible():
+    claim = load_yaml("meta/runtime.yml")["requires_ansible"]
+    role = str(load_yaml("roles/cluster_peering/meta/main.yml")["galaxy_info"]["min_ansible_version"])
+    assert claim == ">=%s.0" % role, (claim, role)
+
+
+def test_unit_requirements_are_the_ee_requirements():
+    def reqs(rel):
+        with open(os.path.join(ROOT, rel)) as f:
+            return sorted(line.strip() for line in f if line.strip() and not line.startswith("#"))
+    assert reqs("tests/unit/requirements.txt") == reqs("meta/ee-requirements.txt")
+
+
+def test_copying_is_the_licence_text():
+    with open(os.path.join(ROOT, "COPYING"), "rb") as a, \
+            open(os.path.join(ROOT, "LICENSES", "GPL-3.0-or-later.txt"), "rb") as b:
+        assert a.read() == b.read()
+
+
+def test_reuse_lint_passes(tmp_path):
+    """Every file of the tree (as git would commit it) has copyright and licence information."""
+    src = tree_copy(str(tmp_path / "src"))
+    proc = subprocess.run([os.path.join(VENV_BIN, "reuse"), "--root", src, "lint"], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    # ... and really checks: a file the annotation does not cover fails it.
+    with open(os.path.join(src, "REUSE.toml")) as f:
+        text = f.read()
+    with open(os.path.join(src, "REUSE.toml"), "w") as f:
+        f.write(text.replace('path = "**"', 'path = "plugins/**"'))
+    proc = subprocess.run([os.path.join(VENV_BIN, "reuse"), "--root", src, "lint"], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode != 0 and "README.md" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_importer_output_with_a_warning_fails():
+    """What `make galaxy-import` counts as a failure (the import itself runs there, not here)."""
+    ok = "Importing with galaxy-importer 0.4.44\nLinting collection...\n" + galaxy_import.SUCCESS + "\n"
+    assert galaxy_import.problems(ok, 0) == []
+    warned = ok.replace("Linting collection...", "WARNING: ERROR    Failed to find x.y.z playbook.")
+    assert galaxy_import.problems(warned, 0) == ["WARNING: ERROR    Failed to find x.y.z playbook."]
+    failed = "ERROR: The import failed for the following reason: 'repository' is required\n"
+    assert len(galaxy_import.problems(failed, 1)) == 3
+
+
+def test_importer_placeholder_fills_only_missing_urls():
+    text = "namespace: seed\nname: consul_peering\nversion: 0.1.0\nrepository: https://git.example.org/r\n"
+    out, filled = galaxy_import.placeholder_urls(text)
+    data = yaml.safe_load(out)
+    assert filled == ["documentation", "issues", "homepage"]
+    assert data["repository"] == "https://git.example.org/r"
+    assert all(data[k].startswith(galaxy_import.PLACEHOLDER_URL) for k in filled)
+    assert "PLACEHOLDER" in out
+    full = text + "documentation: d\nissues: i\nhomepage: h\n"
+    assert galaxy_import.placeholder_urls(full) == (full, [])
