@@ -12,6 +12,8 @@ ConsulError becomes fail_json.
 
 from __future__ import annotations
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import (
     CONNECTION_ARGSPEC,
@@ -49,6 +51,9 @@ def run_module(argument_spec, logic, validate=None, **kwargs):
     userinfo = url_userinfo(module.params.get("url"))
     if userinfo:
         module.no_log_values.update(secret_forms(userinfo) | set(userinfo.split(":")) - {""})
+    if "namespace" in argument_spec and not module.params.get("namespace"):
+        # As Consul's CLI: CONSUL_NAMESPACE is the namespace when the task names none (Enterprise).
+        module.params["namespace"] = os.environ.get("CONSUL_NAMESPACE", "").strip() or None
     problems = [p for p in (validate(module.params) if validate else None) or [] if p]
     if problems:
         module.fail_json(msg="; ".join(problems))

@@ -473,7 +473,7 @@ _UNREACHABLE_CAUSES = (
     (r"i/o timeout|context deadline exceeded|DeadlineExceeded|timed out", "no answer (timed out)"),
     (r"no route to host|network is unreachable|host is unreachable", "no route to that address"),
     (r"no such host|name resolution|lookup [^ ]+ on", "the name does not resolve"),
-    (r"x509|certificate|tls:|authentication handshake failed", "the TLS handshake failed"),
+    (r"x509|certificate|tls: ", "the TLS handshake failed"),
 )
 
 
@@ -502,7 +502,9 @@ def establish(client, name, token, decoded, meta):
         text = e.body if e.body is not None else e.msg
         unreachable = explain_unreachable(text, addresses)
         if unreachable:
-            first = re.split(r"\n|; ", (text or "").strip())[0][:300]
+            # Consul's multi-error: "18 errors occurred:\n\t* failed to ...\n\t* ..."; the first item says it all.
+            items = [line.strip()[2:] for line in (text or "").splitlines() if line.strip().startswith("* ")]
+            first = (items[0] if items else (text or "").strip().splitlines()[0])[:300]
             raise ConsulError("%s (Consul said, first of its errors: %s)" % (unreachable, first), status=e.status,
                               body=e.body)
         if e.status is None and "no answer within" in e.msg:

@@ -115,7 +115,7 @@ notes:
 seealso:
   - name: Consul exported-services configuration entry
     description: Consul's reference for the entry this module manages.
-    link: https://developer.hashicorp.com/consul/docs/connect/config-entries/exported-services
+    link: https://developer.hashicorp.com/consul/docs/reference/config-entry/exported-services
   - module: seed.consul_peering.service_intentions
 """
 

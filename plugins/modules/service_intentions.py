@@ -55,6 +55,7 @@ options:
     description:
       - Namespace of the destination service (Consul Enterprise). Local sources without their own
         O(sources[].namespace) are in this namespace too.
+      - If not set, the value of the E(CONSUL_NAMESPACE) environment variable is used, as Consul's CLI does.
     type: str
   sources:
     description:
@@ -288,7 +289,7 @@ notes:
 seealso:
   - name: Consul service-intentions configuration entry
     description: Consul's reference for the entry this module manages.
-    link: https://developer.hashicorp.com/consul/docs/connect/config-entries/service-intentions
+    link: https://developer.hashicorp.com/consul/docs/reference/config-entry/service-intentions
   - module: seed.consul_peering.exported_services
 """
 

@@ -52,6 +52,7 @@ options:
   namespace:
     description:
       - Namespace of the service (Consul Enterprise).
+      - If not set, the value of the E(CONSUL_NAMESPACE) environment variable is used, as Consul's CLI does.
     type: str
   connect_timeout:
     description:
@@ -251,7 +252,7 @@ notes:
 seealso:
   - name: Consul service-resolver configuration entry
     description: Consul's reference for the entry this module manages.
-    link: https://developer.hashicorp.com/consul/docs/connect/config-entries/service-resolver
+    link: https://developer.hashicorp.com/consul/docs/reference/config-entry/service-resolver
   - name: Manage traffic for peered clusters
     description: The Consul peering guide's failover and redirect examples.
     link: https://developer.hashicorp.com/consul/docs/manage-traffic/vm

@@ -153,7 +153,9 @@ def test_exported_services_keep_every_field(ansible, lab):
         assert run.rc == 0 and result_of(run)["changed"], run.output[-2000:]
         after = drop_server_fields(get_entry(url, "exported-services", "default"))
         assert after["Meta"] == before["Meta"]
-        assert [s for s in after["Services"] if s["Name"] != "api"] == before["Services"]
+        # The module writes services sorted by name; every one that was there is there unchanged.
+        by_name = lambda services: sorted(services, key=lambda s: s["Name"])  # noqa: E731
+        assert by_name(s for s in after["Services"] if s["Name"] != "api") == by_name(before["Services"])
     finally:
         consul(url, "DELETE", "/v1/config/exported-services/default")
 
@@ -165,8 +167,8 @@ def test_resolver_keeps_every_field_it_does_not_manage(ansible, entries):
             "Subsets": {"v1": {"Filter": "Service.Meta.version == v1", "OnlyPassing": True}},
             "Failover": {"*": {"Targets": [{"Peer": "edge-p1"}]}},
             "LoadBalancer": {"Policy": "ring_hash", "RingHashConfig": {"MinimumRingSize": 1024},
-                             "HashPolicies": [{"Field": "header", "FieldValue": "x-user", "Terminal": True}]},
-            "PrioritizeByLocality": {"Mode": "failover"}}
+                             "HashPolicies": [{"Field": "header", "FieldValue": "x-user", "Terminal": True}]}}
+    # (PrioritizeByLocality and failover Policy are Enterprise: CE refuses them; unit tests cover keeping them.)
     put_entry(url, full)
     before = drop_server_fields(get_entry(url, "service-resolver", "edge-api"))
     args = {
@@ -242,7 +244,7 @@ def test_establish_with_an_unreachable_acceptor_says_so_briefly(ansible, lab, tm
         msg = res.get("msg", "")
         print("%s acceptor: %.1f s, %d characters: %s" % (kind, seconds, len(msg), msg))
         assert run.rc != 0 and address in msg, res
-        assert len(msg) < 1500 and msg.count("rpc error") <= 1, msg
+        assert len(msg) < 1500 and msg.count("rpc error") <= 1 and "errors occurred" not in msg, msg
         assert "ACL" not in msg and "overloaded" not in msg, msg
         # The debris of the failed exchange is gone: no PENDING peering left on the dialer.
         assert consul(dial, path="/v1/peering/edge-acc")[0] == 404

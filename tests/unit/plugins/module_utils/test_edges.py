@@ -235,14 +235,15 @@ REFUSED_ONCE = ('failed to exchange peering secret through address "10.9.9.9:850
 
 
 def test_an_unreachable_acceptor_gives_one_short_message():
-    text = "; ".join([REFUSED_ONCE] * 18)
+    # Consul's multi-error shape, as seen on the lab.
+    text = "18 errors occurred:\n" + "".join("\t* %s\n" % REFUSED_ONCE for dummy in range(18))
     token = make_token(ServerAddresses=["10.9.9.9:8503"])
     session = FakeSession(("POST", "/v1/peering/establish", Resp(500, text=text)))
     with pytest.raises(api.ConsulError) as e:
         pt.establish(client(session), "cluster-01", token, pt.decode_token(token), None)
     msg = e.value.msg
     assert "10.9.9.9:8503" in msg and "connection refused" in msg and len(msg) < 1000
-    assert msg.count("rpc error") <= 1
+    assert msg.count("rpc error") == 1 and "errors occurred" not in msg
 
 
 def test_a_silent_acceptor_names_the_addresses_not_acls():
@@ -337,3 +338,12 @@ def test_exported_services_keeps_unknown_consumer_and_entry_fields():
     out = ce.merge_exported_services(current, [{"name": "web", "consumers": [{"peer": "p2"}]}], "default")
     assert out["Meta"] == {"a": "b"}
     assert {"Peer": "p1", "Future": "x"} in out["Services"][0]["Consumers"]
+
+
+def test_consul_namespace_is_the_fallback_for_namespace(capsys, monkeypatch):
+    """On CE a namespace other than default is Enterprise-only: the env fallback is really read."""
+    monkeypatch.setenv("CONSUL_NAMESPACE", "team-a")
+    session = FakeSession(("GET", "/v1/agent/self", ok({"Config": {"Version": "1.22.7", "VersionMetadata": ""}})))
+    rc, result, dummy = run(service_intentions, {"name": "api", "sources": [{"name": "web", "action": "allow"}]},
+                            session, capsys)
+    assert rc == 1 and "namespace 'team-a'" in result["msg"] and "Enterprise" in result["msg"], result
