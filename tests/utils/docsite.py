@@ -30,8 +30,8 @@ LABEL_PREFIX = "ansible_collections.seed.consul_peering.docsite."
 # docs/reliability.md and docs/benchmarks.md, reports that test and bench runs regenerate (a page
 # made from them would be stale after every run).
 GUIDES = {
-    "Guides": ["acl", "awx", "failover", "lab", "consul-build"],
-    "Project": ["release", "decisions"],
+    "Guides": ["acl", "security", "awx", "failover", "lab", "consul-build"],
+    "Project": ["architecture", "release", "decisions"],
 }
 NOT_ON_SITE = ["reliability", "benchmarks"]
 UNDERLINE = {1: "=", 2: "-", 3: "~", 4: "^", 5: '"', 6: "'"}
