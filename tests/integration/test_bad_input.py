@@ -79,7 +79,7 @@ MODULE_CASES = [
     ("token-url-port-out-of-range", "peering_token", "acc", {"peer_name": "bi-new", "url": "http://127.0.0.1:99999"},
      r"invalid port", None),
     ("token-timeout-negative", "peering_token", "acc", {"peer_name": "bi-new", "timeout": -1},
-     r"timeout must be a positive number", None),
+     r"timeout must be a positive, finite number", None),
     ("token-partition-on-ce", "peering_token", "acc", {"peer_name": "bi-new", "partition": "team-a"},
      r"needs Consul Enterprise", None),
     # peering_establish
