@@ -19,7 +19,7 @@ description:
     clusters (C(GET /v1/peerings)) and puts one event on the queue for every state transition it
     sees, so that a rulebook can repair a broken peering (see the
     C(seed.consul_peering.repair_peerings) rulebook and C(docs/eda.md)).
-  - Each cluster is read with Consul blocking queries (C(?index=&wait=)): a peering created,
+  - Each cluster is read with Consul blocking queries (C(?index=&wait=)); a peering created,
     deleted, established or terminated wakes the query at once.
   - Consul computes the C(ACTIVE) and C(FAILING) states from the peering stream when it answers a
     read, and a blocking query does not wake when they change (measured on Consul 1.22.7). So every

@@ -521,3 +521,17 @@ def wait_until(probe, timeout=10, interval=0.02):
             return True
         time.sleep(interval)
     return probe()
+
+
+def test_documentation_covers_every_argument():
+    import yaml
+
+    doc = yaml.safe_load(src["DOCUMENTATION"])
+    assert doc["short_description"] and doc["description"]
+    documented = set(doc["options"])
+    accepted = set(src["CONNECTION_KEYS"]) | set(src["DEFAULTS"]) | {"clusters", "emit_initial", "name"}
+    assert documented == accepted
+    for key, default in src["DEFAULTS"].items():
+        assert float(doc["options"][key]["default"]) == default, key
+    examples = yaml.safe_load(src["EXAMPLES"])
+    assert "seed.consul_peering.peering_events" in examples[0]["sources"][0]
