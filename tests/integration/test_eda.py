@@ -281,8 +281,8 @@ def test_peering_deleted_on_acceptor_is_repaired(peered, rulebook):
     status, dummy = consul(setup["acc"], "DELETE", "/v1/peering/" + DIAL)
     assert status == 200
     event = book.wait_event(lambda e: e.get("type") == "deleted" and e.get("cluster") == ACC, since=t0)
-    assert event["managed"] is True and event["pair"] == "%s|%s" % (ACC, DIAL) and event["old_state"] in (
-        "ACTIVE", "DELETING")
+    assert event["managed"] is True and event["pair"] == "%s|%s" % (ACC, DIAL), json.dumps(event)
+    assert event["old_state"] in ("ACTIVE", "DELETING"), event
     # The dialer's side of the same break: TERMINATED, same pair.
     book.wait_event(lambda e: e.get("cluster") == DIAL and e.get("new_state") == "TERMINATED", since=t0)
     assert wait_for(lambda: book.plays()[1] >= 1, timeout=240, interval=0.2), book.output[-4000:]

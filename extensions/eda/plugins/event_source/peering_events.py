@@ -352,6 +352,9 @@ class ClusterState:
                 if not first or self.settings["emit_initial"]:
                     events.append(self._event("appeared", name, view, None, view["state"], now, initial=first))
                 continue
+            if view["state"] == "DELETING" and not view["peering_meta"]:
+                # Consul 1.22 clears Meta (and the stream status) when it marks a peering DELETING.
+                view["peering_meta"] = old["peering_meta"]
             view["since"], view["stuck_at"] = old["since"], old["stuck_at"]
             if view["state"] != old["state"]:
                 view["since"], view["stuck_at"] = now, None

@@ -459,6 +459,16 @@ def test_transitions_table():
     ]
 
 
+def test_meta_survives_deleting():
+    """Consul 1.22.7 lists a peering being deleted with State DELETING and no Meta."""
+    m = state_machine()
+    m.update([peering("a", meta=MANAGED)], 0)
+    deleting = m.update([peering("a", "DELETING", meta=None)], 1)
+    gone = m.update([], 2)
+    assert kinds(deleting + gone) == [("state_changed", "a", "ACTIVE", "DELETING"), ("deleted", "a", "DELETING", None)]
+    assert [e["managed"] for e in deleting + gone] == [True, True]
+
+
 def test_stuck_repeat_and_terminated_grace():
     m = state_machine(stuck_repeat=15)
     got = steps(m, [(0, [peering("a", "TERMINATED")]), (19, [peering("a", "TERMINATED")]),
