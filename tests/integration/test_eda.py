@@ -213,6 +213,10 @@ class Rulebook:
             timeout, [(e.get("type"), e.get("cluster"), e.get("new_state")) for e in self.events], self.output[-3000:])
         return found[0]
 
+    def line_time(self, text):
+        with self.lock:
+            return next((t for t, line in self.lines if text in line), None)
+
     def plays(self):
         return self.output.count("PLAY [Peer Consul clusters"), self.output.count("PLAY RECAP")
 
@@ -293,6 +297,8 @@ def test_peering_deleted_on_acceptor_is_repaired(peered, rulebook):
     assert book.plays() == (1, 1), book.output[-4000:]
     record("delete_on_acceptor", {
         "detect_seconds": round(observed(event) - t0, 2),
+        "playbook_started_after_event_seconds": round(book.line_time("PLAY [Peer Consul clusters") - observed(event), 2),
+        "playbook_seconds": round(book.line_time("PLAY RECAP") - book.line_time("PLAY [Peer Consul clusters"), 2),
         "repair_seconds_event_to_active_and_imports": round(t_ok - observed(event), 2),
         "total_seconds": round(t_ok - t0, 2)})
 

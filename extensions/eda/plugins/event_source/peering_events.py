@@ -136,9 +136,11 @@ options:
     type: float
     default: 15
   backoff_max:
-    description: Longest pause between two attempts to read an unreachable cluster, in seconds.
+    description:
+      - Longest pause between two attempts to read an unreachable cluster, in seconds; also the
+        longest a cluster that is back can go unnoticed.
     type: float
-    default: 30
+    default: 10
   emit_initial:
     description: Emit an V(appeared) event (C(initial=true)) for every peering found at start.
     type: bool
@@ -198,7 +200,7 @@ MANAGED_BY = "seed.consul_peering"
 CONNECTION_KEYS = ("url", "token", "ca_path", "client_cert", "client_key", "validate_certs",
                    "tls_server_name", "partition", "datacenter", "timeout")
 DEFAULTS = dict(wait=10.0, pending_threshold=300.0, failing_grace=60.0, terminated_grace=300.0,
-                stuck_repeat=0.0, settle=15.0, backoff_max=30.0, timeout=10.0)
+                stuck_repeat=0.0, settle=15.0, backoff_max=10.0, timeout=10.0)
 # Pause between two answers that came back at once (a flapping peering bumps the index fast).
 MIN_SPACING = 0.05
 BACKOFF_FIRST = 0.5
@@ -352,8 +354,9 @@ class ClusterState:
                 if not first or self.settings["emit_initial"]:
                     events.append(self._event("appeared", name, view, None, view["state"], now, initial=first))
                 continue
-            if view["state"] == "DELETING" and not view["peering_meta"]:
-                # Consul 1.22 clears Meta (and the stream status) when it marks a peering DELETING.
+            if not view["peering_meta"]:
+                # Meta is set when a peering is made; Consul 1.22.7 clears it (and the stream
+                # status) when the peering is being deleted, which would make it look unmanaged.
                 view["peering_meta"] = old["peering_meta"]
             view["since"], view["stuck_at"] = old["since"], old["stuck_at"]
             if view["state"] != old["state"]:

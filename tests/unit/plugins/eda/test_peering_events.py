@@ -463,9 +463,11 @@ def test_meta_survives_deleting():
     """Consul 1.22.7 lists a peering being deleted with State DELETING and no Meta."""
     m = state_machine()
     m.update([peering("a", meta=MANAGED)], 0)
-    deleting = m.update([peering("a", "DELETING", meta=None)], 1)
-    gone = m.update([], 2)
-    assert kinds(deleting + gone) == [("state_changed", "a", "ACTIVE", "DELETING"), ("deleted", "a", "DELETING", None)]
+    cleared = m.update([peering("a", meta=None)], 1)
+    deleting = m.update([peering("a", "DELETING", meta=None)], 2)
+    gone = m.update([], 3)
+    assert kinds(cleared + deleting + gone) == [("state_changed", "a", "ACTIVE", "DELETING"),
+                                                ("deleted", "a", "DELETING", None)]
     assert [e["managed"] for e in deleting + gone] == [True, True]
 
 
