@@ -414,26 +414,15 @@ class IndexTracker:
         return went_back
 
 
-def new_client(conn, wait):
-    """A ConsulClient whose read timeout covers a blocking query, and that records the answer's index."""
-    conn = dict(conn)
-    conn["timeout"] = float(conn["timeout"]) + wait * 1.1
-    client = consul_api.ConsulClient(conn, retries=0)
-    client.last_index = None
-
-    def remember(resp, *args, **kwargs):
-        client.last_index = resp.headers.get("X-Consul-Index")
-
-    client.session.hooks.setdefault("response", []).append(remember)
-    return client
+def new_client(conn):
+    """A ConsulClient for one cluster (retries are the source's own, with backoff and events)."""
+    return consul_api.ConsulClient(dict(conn), retries=0)
 
 
 def read_peerings(client, index, wait):
     """GET /v1/peerings, blocking when index is set; returns (list, X-Consul-Index header)."""
-    query = {"index": str(index), "wait": "%ds" % max(1, int(round(wait)))} if index else None
-    client.last_index = None
-    body = client.get("/v1/peerings", query=query)
-    return (body if isinstance(body, list) else []), client.last_index
+    resp = client.watch_peerings(index, wait)
+    return resp.value or [], resp.index
 
 
 async def _in_thread(fn, *args):
@@ -470,7 +459,7 @@ def _failure(client, error):
 
 async def watch_cluster(queue, cluster, settings, clock=time.monotonic, sleep=asyncio.sleep, read=read_peerings):
     """Watch one cluster until cancelled."""
-    client = new_client(cluster["conn"], settings["wait"])
+    client = new_client(cluster["conn"])
     state = ClusterState(cluster["name"], cluster["url"], settings)
     tracker = IndexTracker()
     down_since = None

@@ -347,3 +347,17 @@ def test_consul_namespace_is_the_fallback_for_namespace(capsys, monkeypatch):
     rc, result, dummy = run(service_intentions, {"name": "api", "sources": [{"name": "web", "action": "allow"}]},
                             session, capsys)
     assert rc == 1 and "namespace 'team-a'" in result["msg"] and "Enterprise" in result["msg"], result
+
+
+def test_watch_peerings_is_a_blocking_query_with_its_index_as_a_value():
+    seen = {}
+
+    class Recording(FakeSession):
+        def request(self, method, url, **kw):
+            seen["timeout"] = kw.get("timeout")
+            return super().request(method, url, **{k: v for k, v in kw.items() if k != "timeout"})
+
+    session = Recording(("GET", "/v1/peerings", Resp(200, text="[]", headers={"X-Consul-Index": "42"})))
+    resp = client(session).watch_peerings(index=41, wait=10)
+    assert resp.value == [] and resp.index == "42"
+    assert session.calls[0].params == {"index": "41", "wait": "10s"} and seen["timeout"] >= 10 + 10
