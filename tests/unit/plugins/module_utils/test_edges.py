@@ -254,17 +254,22 @@ def test_a_silent_acceptor_names_the_addresses_not_acls():
     assert "10.9.9.9:8503" in e.value.msg and "ACL" not in e.value.msg
 
 
+class TimeoutRecording(FakeSession):
+    """FakeSession that also records each request's read timeout."""
+
+    def __init__(self, *script):
+        super().__init__(*script)
+        self.timeouts = []
+
+    def request(self, method, url, **kw):
+        self.timeouts.append(kw.get("timeout"))
+        return super().request(method, url, **{k: v for k, v in kw.items() if k != "timeout"})
+
+
 def test_establish_waits_longer_than_the_default_request_timeout():
-    seen = {}
-
-    class Recording(FakeSession):
-        def request(self, method, url, **kw):
-            seen["timeout"] = kw.get("timeout")
-            return super().request(method, url, **{k: v for k, v in kw.items() if k != "timeout"})
-
-    session = Recording(("POST", "/v1/peering/establish", ok({})))
+    session = TimeoutRecording(("POST", "/v1/peering/establish", ok({})))
     client(session).establish_peering("cluster-01", TOKEN)
-    assert seen["timeout"] >= api.ESTABLISH_TIMEOUT
+    assert session.timeouts[0] >= api.ESTABLISH_TIMEOUT
 
 
 # --- 15.2 never drop a security field ----------------------------------------------------------------
@@ -350,14 +355,7 @@ def test_consul_namespace_is_the_fallback_for_namespace(capsys, monkeypatch):
 
 
 def test_watch_peerings_is_a_blocking_query_with_its_index_as_a_value():
-    seen = {}
-
-    class Recording(FakeSession):
-        def request(self, method, url, **kw):
-            seen["timeout"] = kw.get("timeout")
-            return super().request(method, url, **{k: v for k, v in kw.items() if k != "timeout"})
-
-    session = Recording(("GET", "/v1/peerings", Resp(200, text="[]", headers={"X-Consul-Index": "42"})))
+    session = TimeoutRecording(("GET", "/v1/peerings", Resp(200, text="[]", headers={"X-Consul-Index": "42"})))
     resp = client(session).watch_peerings(index=41, wait=10)
     assert resp.value == [] and resp.index == "42"
-    assert session.calls[0].params == {"index": "41", "wait": "10s"} and seen["timeout"] >= 10 + 10
+    assert session.calls[0].params == {"index": "41", "wait": "10s"} and session.timeouts[0] >= 10 + 10
