@@ -785,7 +785,8 @@ class ConsulClient:
 
     def cas_delete_config_entry(self, kind, name, modify_index, namespace=None):
         query = dict(_ns_query(namespace) or {}, cas=str(int(modify_index)))
-        res = self.request("DELETE", api_path("v1", "config", kind, name), query=query)
+        # Not repeated once sent, like the CAS write: a lost answer is settled by reading again.
+        res = self.request("DELETE", api_path("v1", "config", kind, name), query=query, safe=False)
         return res is True or (isinstance(res, dict) and res.get("Deleted") is True)
 
     # -- health --------------------------------------------------------------

@@ -359,3 +359,20 @@ def test_watch_peerings_is_a_blocking_query_with_its_index_as_a_value():
     resp = client(session).watch_peerings(index=41, wait=10)
     assert resp.value == [] and resp.index == "42"
     assert session.calls[0].params == {"index": "41", "wait": "10s"} and session.timeouts[0] >= 10 + 10
+
+
+def test_a_lost_answer_to_a_cas_delete_still_reports_changed():
+    """The CAS delete is not repeated by the client once sent; the loop's re-read finds the entry gone."""
+    entry = {"Kind": "exported-services", "Name": "default", "ModifyIndex": 7,
+             "Services": [{"Name": "web", "Consumers": [{"Peer": "p1"}]}]}
+    session = FakeSession(("GET", "/v1/config/exported-services/default", ok(entry)),
+                          ("DELETE", "/v1/config/exported-services/default",
+                           requests.exceptions.ConnectionError("RemoteDisconnected('Remote end closed connection')")),
+                          ("GET", "/v1/config/exported-services/default",
+                           Resp(404, text='Config entry not found for "exported-services" / "default"')))
+    result = ce.apply_config_entry(
+        client(session), "exported-services", "default",
+        lambda current: ce.merge_exported_services(current, None, "default", "absent"),
+        ce.canonical_exported_services, sleep=lambda s: None, rand=lambda: 0.5)
+    assert result["changed"] is True and result["operation"] == "delete", result
+    assert [c.method for c in session.calls] == ["GET", "DELETE", "GET"]
