@@ -91,9 +91,15 @@ options:
     default: 10
 """
 
-    # The action group, written once for every module (as community.general's consul fragment does).
-    ACTIONGROUP_CONSUL = r"""
+    # What every module of the collection supports, written once (descriptions come from
+    # ansible.builtin.action_common_attributes); a module adds diff_mode and its own details.
+    ATTRIBUTES = r"""
 attributes:
+  check_mode:
+    support: full
+  platform:
+    support: full
+    platforms: posix
   action_group:
     description: Use C(group/seed.consul_peering.consul) in C(module_defaults) to set the connection options once.
     support: full

@@ -27,19 +27,14 @@ author:
   - seed.consul_peering contributors (!UNKNOWN)
 extends_documentation_fragment:
   - seed.consul_peering.consul
-  - seed.consul_peering.consul.actiongroup_consul
+  - seed.consul_peering.consul.attributes
   - ansible.builtin.action_common_attributes
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
     details:
       - The diff shows the entry before and after, normalised (services and consumers sorted, server
         fields such as C(ModifyIndex) left out).
-  platform:
-    support: full
-    platforms: posix
 options:
   name:
     description:

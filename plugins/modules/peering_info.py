@@ -26,17 +26,13 @@ author:
   - seed.consul_peering contributors (!UNKNOWN)
 extends_documentation_fragment:
   - seed.consul_peering.consul
-  - seed.consul_peering.consul.actiongroup_consul
+  - seed.consul_peering.consul.attributes
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    support: full
     details: Read-only; runs the same in check mode.
   diff_mode:
     support: none
-  platform:
-    support: full
-    platforms: posix
 options:
   peer_name:
     description:

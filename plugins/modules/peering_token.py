@@ -33,18 +33,14 @@ author:
   - seed.consul_peering contributors (!UNKNOWN)
 extends_documentation_fragment:
   - seed.consul_peering.consul
-  - seed.consul_peering.consul.actiongroup_consul
+  - seed.consul_peering.consul.attributes
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    support: full
     details: Never generates a token; reports C(changed) when it would.
   diff_mode:
     support: full
     details: Shows the peering's name, side, state, peer ID and meta before and after.
-  platform:
-    support: full
-    platforms: posix
 options:
   peer_name:
     description:
