@@ -67,6 +67,14 @@ options:
       - Seconds to wait with O(wait_for) and O(expect_services).
     type: int
     default: 60
+  cluster_identity:
+    description:
+      - Also return RV(trust_domain), what this cluster says about itself (the trust domain of its
+        Connect CA, C(GET /v1/connect/ca/roots)), so that two addresses of one cluster can be told
+        apart from two clusters. One more read; no ACL permission is needed for it.
+    type: bool
+    default: false
+    version_added: 0.2.0
 seealso:
   - module: seed.consul_peering.peering_token
   - module: seed.consul_peering.peering_establish
@@ -196,6 +204,13 @@ waited:
   description: Seconds spent waiting with O(wait_for) and O(expect_services).
   returned: when O(wait_for) or O(expect_services) is given
   type: float
+trust_domain:
+  description:
+    - The trust domain of this cluster's Connect CA (unique per cluster), or V(null) when Connect is
+      disabled.
+  returned: when O(cluster_identity=true)
+  type: str
+  sample: 5f4c1a2e-3b6d-4e0a-9c1b-2f1e0d9c8b7a.consul
 visible_services:
   description: The services of O(expect_services) that are visible from the peer, sorted.
   returned: when O(expect_services) is given
@@ -223,9 +238,12 @@ from ansible_collections.seed.consul_peering.plugins.module_utils.peering_token 
 def logic(module, client):
     p = module.params
     name = p["peer_name"]
-    if not name:
-        return dict(changed=False, peerings=[peering_summary(x) for x in client.list_peerings()])
     result = dict(changed=False)
+    if p["cluster_identity"]:
+        result["trust_domain"] = trust_domain(client)
+    if not name:
+        result["peerings"] = [peering_summary(x) for x in client.list_peerings()]
+        return result
     if p["wait_for"] == "active":
         peering, reached, waited = wait_for_peering(
             client, name, lambda x: bool(x) and x.get("State") == "ACTIVE", p["wait_timeout"])
@@ -239,6 +257,18 @@ def logic(module, client):
         visible, waited = wait_for_imports(client, name, p["expect_services"], p["wait_timeout"])
         result.update(visible_services=visible, waited=round(result.get("waited", 0) + waited, 1))
     return result
+
+
+def trust_domain(client):
+    """The Connect CA trust domain: Consul's own word for which cluster answers."""
+    try:
+        roots = client.get("/v1/connect/ca/roots")
+    except ConsulError as e:
+        if e.status is None or e.status == 403:
+            raise
+        # Connect disabled: Consul answers 500 "Connect must be enabled"; no identity to offer.
+        return None
+    return (roots or {}).get("TrustDomain") or None
 
 
 def wait_for_imports(client, name, services, timeout):
@@ -281,6 +311,7 @@ def main():
             wait_for=dict(type="str", choices=["active"]),
             expect_services=dict(type="list", elements="str"),
             wait_timeout=dict(type="int", default=60),
+            cluster_identity=dict(type="bool", default=False),
         ),
         required_by=dict(wait_for=["peer_name"], expect_services=["peer_name"]),
     )
