@@ -210,9 +210,10 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
     elif set(play_hosts) - set(batch):
         errors.append("this play runs in batches (serial): %s run in another batch; %s"
                       % (", ".join(sorted(set(play_hosts) - set(batch))), SUPPORTED))
+    members = set(acceptors) | set(dialers) | set(mesh) | {h for h in clusters if clusters[h].get("peers")}
     for h in sorted(batch):
-        if h in clusters and not peers_of[h] and clusters[h].get("state", "present") == "present" \
-                and not _observed_records(clusters[h]):
+        # A host in the play but in no topology (a retired cluster) only has its managed peerings pruned.
+        if h in clusters and h in members and not peers_of[h] and clusters[h].get("state", "present") == "present":
             errors.append("%s has no peer: no other cluster shares a topology group with it and it has no "
                           "cluster_peering_peers" % h)
     if errors:
@@ -418,14 +419,16 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
         existing = set(recs[h]) - deleted
         allowed = set(peer_names) | set(p["renamed"]) | existing | set(gone)
 
-        def resolve(ref, where, h=h, p=p, allowed=allowed):
-            if ref not in allowed:
+        state = c.get("state", "present")
+
+        def resolve(ref, where, h=h, p=p, allowed=allowed, state=state):
+            # Unpeering writes nothing from these lists, so a name that is gone already is no typo there.
+            if ref not in allowed and state == "present":
                 raise PlanError("%s on %s names '%s', which is not a peer of this cluster: its peers are %s "
                                 "(names from cluster_peering_name, or existing peerings)"
                                 % (where, h, ref, ", ".join(sorted(set(peer_names) | existing)) or "none"))
             return p["renamed"].get(ref, ref)
 
-        state = c.get("state", "present")
         for e in c.get("exports") or []:
             listed = e.get("peers")
             refs = [resolve(x, "cluster_peering_exports[%s].peers" % e["name"]) for x in listed] \
@@ -480,10 +483,6 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
         p["peers"] = sorted(p["peers"])
         p["changes"] = bool(p["delete_acceptor"] or p["delete_dialer"] or p["tokens"] or p["establish"])
     return dict(errors=[], hosts=hp)
-
-
-def _observed_records(c):
-    return ((c.get("observed") or {}).get("peerings")) or []
 
 
 def _uniq(items):

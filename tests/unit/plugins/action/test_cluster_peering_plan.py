@@ -441,3 +441,25 @@ def test_intention_defaults_to_allow_and_keeps_description():
         {"name": "frontend", "peer": "c2", "description": "web", "action": None}]}])))
     assert out["c1"]["intentions"][0]["sources"] == [
         {"action": "allow", "name": "frontend", "peer": "c2", "description": "web"}]
+
+
+def test_unpeering_ignores_references_to_peers_already_gone():
+    clusters = {"c1": cl([acc("c2", "X")], state="absent", failover=[{"name": "backend", "peers": ["c3", "c2"]}]),
+                "c2": cl([dial("c1", "X")], state="absent")}
+    out = ok(plan_or_errors(clusters, acceptors=["c1"], dialers=["c2"]))
+    assert out["c1"]["failover_removals"] == [{"name": "backend", "targets": [{"peer": "c2"}]}]
+    assert out["c1"]["failover"] == []
+
+
+def test_cluster_in_a_group_without_any_peer_is_refused():
+    out = plan_or_errors({"c1": cl()}, acceptors=["c1"], dialers=[])
+    assert "c1 has no peer" in out["errors"][0]
+
+
+def test_retired_cluster_in_the_play_but_in_no_topology_is_pruned_on_its_side_too():
+    clusters = {"c1": cl([acc("c2", "X"), acc("c3", "Y")]), "c2": cl([dial("c1", "X")]), "c3": cl([dial("c1", "Y")])}
+    out = ok(plan_or_errors(clusters, acceptors=["c1"], dialers=["c2"], prune=True))
+    assert out["c1"]["delete_acceptor"] == ["c3"] and out["c3"]["delete_dialer"] == ["c1"]
+    again = ok(plan_or_errors({"c1": cl([acc("c2", "X")]), "c2": cl([dial("c1", "X")]), "c3": cl()},
+                              acceptors=["c1"], dialers=["c2"], prune=True))
+    assert not writes(again["c3"]) and not again["c3"]["reports"]
