@@ -202,11 +202,10 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
             if p not in batch:
                 missing.setdefault(p, []).append(h)
     if missing:
-        errors.append("this play's batch lacks %s (needed as the peer of %s): --limit and serial run only some "
+        needers = sorted({h for hs in missing.values() for h in hs})
+        errors.append("this play's batch lacks %s, which the peerings of %s need: --limit and serial run only some "
                       "clusters, but each peering is made on both of its sides in the same stages; %s"
-                      % (", ".join(sorted(missing)),
-                         "; ".join("%s: %s" % (m, ", ".join(sorted(hs))) for m, hs in sorted(missing.items())),
-                         SUPPORTED))
+                      % (", ".join(sorted(missing)), ", ".join(needers), SUPPORTED))
     elif set(play_hosts) - set(batch):
         errors.append("this play runs in batches (serial): %s run in another batch; %s"
                       % (", ".join(sorted(set(play_hosts) - set(batch))), SUPPORTED))
@@ -401,12 +400,13 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
                     hp[h]["reports"].append(
                         "%s has a managed %s-side peering '%s' in state %s that the inventory no longer names; it is "
                         "kept. Remove it with cluster_peering_prune=true, or: %s"
-                        % (h, r.get("role"), name, r["state"], _removal_command(r).replace("<host>", h)))
+                        % (h, r.get("role") or "unknown", name, r["state"], _removal_command(r).replace("<host>", h)))
             else:
                 hp[h]["reports"].append(
-                    "%s has a %s-side peering '%s' in state %s with a cluster that is not in this play, not managed by "
-                    "this collection; it is left alone (if it is an orphan: %s)"
-                    % (h, r.get("role"), name, r["state"], _removal_command(r).replace("<host>", h)))
+                    "%s has %s %s-side peering '%s' in state %s with a cluster that is not in this play, not managed "
+                    "by this collection; it is left alone (if it is an orphan: %s)"
+                    % (h, "an" if r.get("role") == "acceptor" else "a", r.get("role") or "unknown", name, r["state"],
+                       _removal_command(r).replace("<host>", h)))
 
     # Exports, intentions, failover and verification, and references that must name a peer.
     for h in sorted(reachable):
