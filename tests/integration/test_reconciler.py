@@ -20,7 +20,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT, consul, delete_all_peerings, read_env_file, wait_for
+from conftest import ROOT, CountingProxy, _CountingHandler, consul, delete_all_peerings, read_env_file, wait_for
 
 PLAYBOOKS = os.path.join(ROOT, "playbooks")
 TIMES = os.path.join(ROOT, "tests", "output", "reconciler-times.json")
@@ -307,6 +307,47 @@ def test_refusals_write_nothing(ansible, fleet, tmp_path):
                 json_output=False)
         assert r.rc != 0
     assert snapshot(fleet) == before
+
+
+class _FailEstablish(_CountingHandler):
+    """Forwards everything but the establish call, which gets Consul's kind of 500."""
+
+    def do_POST(self):
+        if self.path.split("?", 1)[0] == "/v1/peering/establish":
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            body = b"simulated failure: the acceptor's servers cannot be reached"
+            self.send_response(500)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self._forward()
+
+
+def test_failed_establish_deletes_the_pending_peering_and_forgets_the_token(ansible, fleet, tmp_path):
+    a, d = fleet["cluster-01"], fleet["cluster-02"]
+    proxy = CountingProxy(d)
+    proxy.server.RequestHandlerClass = _FailEstablish
+    proxy.thread.start()
+    try:
+        hosts, groups = two_groups(fleet)
+        hosts["cluster-02"]["cluster_peering_url"] = proxy.url
+        failed = run(ansible, "peer_clusters", write_inventory(tmp_path, hosts, groups), "-vvv", json_output=False)
+    finally:
+        proxy.server.shutdown()
+        proxy.server.server_close()
+    assert failed.rc != 0
+    assert "could not establish cluster-01" in failed.output and "simulated failure" in failed.output
+    assert "eyJD" not in failed.output and "EstablishmentSecret" not in failed.output
+    # The token's PENDING peering is gone, so the token is void.
+    assert "cluster-02" not in peerings(a) and peerings(d) == {}
+
+    hosts, groups = two_groups(fleet)
+    assert all(n > 0 for n in changed(run(ansible, "peer_clusters", write_inventory(tmp_path, hosts, groups,
+                                                                                      name="direct.yml"))).values())
+    assert_pair(a, "cluster-02", d, "cluster-01")
 
 
 def test_decommission_a_stopped_cluster(ansible, fleet, lab4, tmp_path):
