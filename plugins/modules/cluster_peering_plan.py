@@ -32,10 +32,14 @@ options:
     default: cluster_peering__read
 attributes:
   check_mode:
+    description: Runs the same in check mode; it never writes anything.
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
   platform:
+    description: Runs on the controller.
+    support: full
     platforms: all
 """
 

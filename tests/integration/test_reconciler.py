@@ -345,8 +345,8 @@ def test_failed_establish_deletes_the_pending_peering_and_forgets_the_token(ansi
     assert "cluster-02" not in peerings(a) and peerings(d) == {}
 
     hosts, groups = two_groups(fleet)
-    assert all(n > 0 for n in changed(run(ansible, "peer_clusters", write_inventory(tmp_path, hosts, groups,
-                                                                                      name="direct.yml"))).values())
+    direct = write_inventory(tmp_path, hosts, groups, name="direct.yml")
+    assert all(n > 0 for n in changed(run(ansible, "peer_clusters", direct)).values())
     assert_pair(a, "cluster-02", d, "cluster-01")
 
 

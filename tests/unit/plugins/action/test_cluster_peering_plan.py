@@ -430,8 +430,8 @@ def test_external_address_change_on_an_active_peering_warns():
 
 
 def test_verify_lists_what_each_peer_exports_here():
-    out = ok(two([acc("c2", "X")], [dial("c1", "X")], a=dict(exports=[{"name": "backend"}, {"name": "db",
-                                                                                             "peers": []}])))
+    exports = [{"name": "backend"}, {"name": "db", "peers": []}]
+    out = ok(two([acc("c2", "X")], [dial("c1", "X")], a=dict(exports=exports)))
     assert out["c2"]["verify"] == [{"peer_name": "c1", "services": ["backend"]}]
     assert out["c1"]["verify"] == []
 
