@@ -207,7 +207,7 @@ waited:
 trust_domain:
   description:
     - The trust domain of this cluster's Connect CA (unique per cluster), or V(null) when Connect is
-      disabled.
+      disabled or Consul refuses the read.
   returned: when O(cluster_identity=true)
   type: str
   sample: 5f4c1a2e-3b6d-4e0a-9c1b-2f1e0d9c8b7a.consul
@@ -264,9 +264,10 @@ def trust_domain(client):
     try:
         roots = client.get("/v1/connect/ca/roots")
     except ConsulError as e:
-        if e.status is None or e.status == 403:
+        if e.status is None:
             raise
-        # Connect disabled: Consul answers 500 "Connect must be enabled"; no identity to offer.
+        # Connect disabled (500 "Connect must be enabled"), or a token that may not read it: no identity
+        # to offer; the caller then cannot tell two addresses of one cluster apart.
         return None
     return (roots or {}).get("TrustDomain") or None
 

@@ -195,3 +195,13 @@ def test_no_identity_read_by_default(capsys):
     rc, result, dummy = run(peering_info, {}, session, capsys)
     assert "trust_domain" not in result
     assert session.methods() == ["GET"]
+
+
+def test_cluster_identity_refused_is_null_not_a_failure(capsys):
+    session = FakeSession(
+        ("GET", "/v1/connect/ca/roots", Resp(403, text="Permission denied")),
+        ("GET", "/v1/peerings", ok([])),
+    )
+    rc, result, dummy = run(peering_info, dict(cluster_identity=True), session, capsys)
+    assert rc == 0
+    assert result["trust_domain"] is None
