@@ -714,6 +714,20 @@ class ConsulClient:
         if missing:
             raise ConsulError("%s; the server at %s runs Consul %s" % ("; ".join(missing), self.base, version))
 
+    def trust_domain(self):
+        """The Connect CA trust domain (GET /v1/connect/ca/roots): what the cluster says about itself.
+
+        None when Connect is disabled (500 "Connect must be enabled") or the token may not read it;
+        only a failure to reach the server at all is an error.
+        """
+        try:
+            roots = self.request("GET", "/v1/connect/ca/roots", expect=dict)
+        except ConsulError as e:
+            if e.status is None:
+                raise
+            return None
+        return roots.get("TrustDomain") or None
+
     # -- peerings ----------------------------------------------------------
     def get_peering(self, name):
         """The peering named name, or None when there is none."""

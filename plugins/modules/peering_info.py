@@ -59,6 +59,14 @@ options:
       - Seconds to wait with O(wait_for) and O(expect_services).
     type: int
     default: 60
+  cluster_identity:
+    description:
+      - Also return RV(trust_domain), what this cluster says about itself (the trust domain of its
+        Connect CA, C(GET /v1/connect/ca/roots)), so that two addresses of one cluster can be told
+        apart from two clusters. One more read; no ACL permission is needed for it.
+    type: bool
+    default: false
+    version_added: 0.2.0
 seealso:
   - module: seed.consul_peering.peering_token
   - module: seed.consul_peering.peering_establish
@@ -188,6 +196,13 @@ waited:
   description: Seconds spent waiting with O(wait_for) and O(expect_services).
   returned: when O(wait_for) or O(expect_services) is given
   type: float
+trust_domain:
+  description:
+    - The trust domain of this cluster's Connect CA (unique per cluster), or V(null) when Connect is
+      disabled or Consul refuses the read.
+  returned: when O(cluster_identity=true)
+  type: str
+  sample: 5f4c1a2e-3b6d-4e0a-9c1b-2f1e0d9c8b7a.consul
 visible_services:
   description: The services of O(expect_services) that are visible from the peer, sorted.
   returned: when O(expect_services) is given
@@ -212,6 +227,7 @@ ARGUMENT_SPEC = dict(
     wait_for=dict(type="str", choices=["active"]),
     expect_services=dict(type="list", elements="str"),
     wait_timeout=dict(type="int", default=60),
+    cluster_identity=dict(type="bool", default=False),
 )
 
 
@@ -227,9 +243,12 @@ def validate(p):
 def logic(module, client):
     p = module.params
     name = p["peer_name"]
-    if not name:
-        return dict(changed=False, peerings=[peering_summary(x) for x in client.list_peerings()])
     result = dict(changed=False)
+    if p["cluster_identity"]:
+        result["trust_domain"] = client.trust_domain()
+    if not name:
+        result["peerings"] = [peering_summary(x) for x in client.list_peerings()]
+        return result
     if p["wait_for"] == "active":
         peering, reached, waited = wait_for_peering(
             client, name, lambda x: bool(x) and x.get("State") == "ACTIVE", p["wait_timeout"])

@@ -91,7 +91,7 @@ def test_failover_to_a_cluster_that_is_not_a_peer_is_refused(ansible, lab, tmp_p
     inv = inventory(tmp_path, acc, dial, [{"name": "rf-backend", "peers": ["cluster-09"]}])
     run = playbook(ansible, "peer_clusters", inv)
     assert run.rc != 0
-    assert "names cluster-09, which is not a peer of this cluster here" in run.output
+    assert "names 'cluster-09', which is not a peer of this cluster" in run.output
     assert resolver(acc, "rf-backend") is None
     assert consul(acc, path="/v1/peerings")[1] == before
 

@@ -183,3 +183,42 @@ def test_expect_services_names_acl_filtering(capsys):
     assert rc == 1
     assert "filtered the answer by ACLs" in result["msg"]
     assert "node:read" in result["msg"] and "service:read" in result["msg"]
+
+
+def test_cluster_identity_returns_the_trust_domain(capsys):
+    session = FakeSession(
+        ("GET", "/v1/connect/ca/roots", ok({"TrustDomain": "abc.consul", "Roots": []})),
+        ("GET", "/v1/peerings", ok([acceptor(NAME)])),
+    )
+    rc, result, dummy = run(peering_info, dict(cluster_identity=True), session, capsys)
+    assert rc == 0
+    assert result["trust_domain"] == "abc.consul"
+    assert [p["name"] for p in result["peerings"]] == [NAME]
+    assert result["changed"] is False
+
+
+def test_cluster_identity_without_connect_is_null(capsys):
+    session = FakeSession(
+        ("GET", "/v1/connect/ca/roots", Resp(500, text="Connect must be enabled in order to use this endpoint")),
+        ("GET", "/v1/peerings", ok([])),
+    )
+    rc, result, dummy = run(peering_info, dict(cluster_identity=True), session, capsys)
+    assert rc == 0
+    assert result["trust_domain"] is None
+
+
+def test_no_identity_read_by_default(capsys):
+    session = FakeSession(("GET", "/v1/peerings", ok([])))
+    rc, result, dummy = run(peering_info, {}, session, capsys)
+    assert "trust_domain" not in result
+    assert session.methods() == ["GET"]
+
+
+def test_cluster_identity_refused_is_null_not_a_failure(capsys):
+    session = FakeSession(
+        ("GET", "/v1/connect/ca/roots", Resp(403, text="Permission denied")),
+        ("GET", "/v1/peerings", ok([])),
+    )
+    rc, result, dummy = run(peering_info, dict(cluster_identity=True), session, capsys)
+    assert rc == 0
+    assert result["trust_domain"] is None

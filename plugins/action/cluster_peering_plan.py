@@ -1,0 +1,562 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) seed.consul_peering contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The cluster_peering role's brain: who peers with whom, and what each stage does.
+
+plan() is pure (no I/O, no Ansible objects) and unit-tested table by table. ActionModule only
+collects its input from the play (hostvars, groups, the batch, the strategy) and returns this
+host's slice of the plan.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+
+MANAGED_KEY = "managed-by"
+MANAGED_VALUE = "seed.consul_peering"
+PEER_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# States in which a pair whose IDs agree is left alone (FAILING heals itself when the stream returns).
+LIVE = ("ACTIVE", "ESTABLISHING", "FAILING")
+LINEAR = ("linear", "debug", "host_pinned_linear")
+SUPPORTED = ("run the play on every cluster of the topology, without --limit and without serial, with the "
+             "linear strategy (the default); to unpeer one cluster, remove it from the inventory (or set its "
+             "cluster_peering_state=absent) and run with cluster_peering_prune=true")
+
+
+class PlanError(Exception):
+    pass
+
+
+def is_managed(rec):
+    return (rec.get("meta") or {}).get(MANAGED_KEY) == MANAGED_VALUE
+
+
+def strategy_is_linear(name):
+    short = (name or "linear").rsplit(".", 1)[-1]
+    return short in LINEAR or short.endswith("linear")
+
+
+def _removal_command(rec):
+    module = "peering_token" if rec.get("role") == "acceptor" else "peering_establish"
+    return "ansible <host> -m seed.consul_peering.%s -a 'peer_name=%s state=absent'" % (module, rec["name"])
+
+
+def topology_pairs(clusters, acceptors, dialers, mesh):
+    """{frozenset(a, d): (acceptor, dialer, fixed)}: every pair the inventory names, oriented.
+
+    fixed: the orientation comes from the acceptors/dialers groups, not from the host-name order.
+    """
+    pairs = {}
+
+    def add(a, d, fixed):
+        key = frozenset((a, d))
+        if a == d:
+            return
+        old = pairs.get(key)
+        if old and old[2]:
+            return
+        pairs[key] = (a, d, fixed)
+
+    for a in acceptors:
+        for d in dialers:
+            if a != d:
+                if a in dialers and d in acceptors:
+                    lo, hi = sorted((a, d))
+                    add(lo, hi, False)
+                else:
+                    add(a, d, True)
+    for i, a in enumerate(sorted(mesh)):
+        for d in sorted(mesh)[i + 1:]:
+            add(a, d, False)
+    for h in sorted(clusters):
+        for p in clusters[h].get("peers") or []:
+            if p == h or p not in clusters:
+                continue
+            if h in acceptors and p in dialers:
+                add(h, p, True)
+            elif p in acceptors and h in dialers:
+                add(p, h, True)
+            else:
+                lo, hi = sorted((h, p))
+                add(lo, hi, False)
+    return pairs
+
+
+def _empty_host_plan(name):
+    return dict(name=name, skip=False, delete_dialer=[], delete_acceptor=[], unref=[], tokens=[], establish=[],
+                exports=[], export_removals=[], intentions=[], intention_removals=[], failover=[],
+                failover_removals=[], wait=[], agree=[], verify=[], reports=[], warnings=[], summary=[],
+                renamed={}, peers=[])
+
+
+def _add_unique(lst, value):
+    if value not in lst:
+        lst.append(value)
+
+
+def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=None, strategy="linear",
+         prune=False):
+    """Plan every cluster. Returns {"errors": [...], "hosts": {host: host_plan}}.
+
+    clusters: {inventory host: {
+        name, state ('present'|'absent'), peers (host names), exports, intentions, failover,
+        meta, server_external_addresses,
+        observed: None (not read: outside the batch) | {"failed": bool, "msg": str,
+                  "peerings": [peering_info summaries], "trust_domain": str}}}
+    """
+    errors = []
+    acceptors, dialers, mesh = list(acceptors), list(dialers), list(mesh)
+    batch = list(clusters) if batch is None else list(batch)
+    play_hosts = batch if play_hosts is None else list(play_hosts)
+
+    if not strategy_is_linear(strategy):
+        return dict(errors=["the play's strategy is %r, but the role's stages must run in lock-step across "
+                            "clusters (a token made on one cluster is used on another in the next stage); "
+                            "%s" % (strategy, SUPPORTED)], hosts={})
+
+    # Names and explicit peers.
+    names = {}
+    for h in sorted(clusters):
+        c = clusters[h]
+        name = c.get("name") or h
+        if not isinstance(name, str) or not PEER_NAME.match(name):
+            errors.append("cluster_peering_name '%s' of %s is not a valid peer name: use at most 63 lowercase "
+                          "letters, digits and '-', starting and ending with a letter or digit" % (name, h))
+        names[h] = name
+        for p in c.get("peers") or []:
+            if p not in clusters:
+                errors.append("cluster_peering_peers of %s names '%s', which is not a host of the inventory "
+                              "(list inventory host names)" % (h, p))
+            elif p == h:
+                errors.append("cluster_peering_peers of %s names the host itself" % h)
+    seen = {}
+    for h in sorted(names):
+        seen.setdefault(names[h], []).append(h)
+    for name, hosts in sorted(seen.items()):
+        if len(hosts) > 1:
+            errors.append("two clusters share a peer name '%s': %s; set cluster_peering_name per host"
+                          % (name, ", ".join(hosts)))
+
+    pairs = topology_pairs(clusters, acceptors, dialers, mesh)
+    peers_of = {h: set() for h in clusters}
+    for key in pairs:
+        a, d = sorted(key)
+        peers_of[a].add(d)
+        peers_of[d].add(a)
+
+    # The lock-step guard: every host the batch's pairs need must be in the batch.
+    missing = {}
+    for h in batch:
+        for p in sorted(peers_of.get(h, ())):
+            if p not in batch:
+                missing.setdefault(p, []).append(h)
+    if missing:
+        needers = sorted({h for hs in missing.values() for h in hs})
+        errors.append("this play's batch lacks %s, which the peerings of %s need: --limit and serial run only some "
+                      "clusters, but each peering is made on both of its sides in the same stages; %s"
+                      % (", ".join(sorted(missing)), ", ".join(needers), SUPPORTED))
+    elif set(play_hosts) - set(batch):
+        errors.append("this play runs in batches (serial): %s run in another batch; %s"
+                      % (", ".join(sorted(set(play_hosts) - set(batch))), SUPPORTED))
+    members = set(acceptors) | set(dialers) | set(mesh) | {h for h in clusters if clusters[h].get("peers")}
+    for h in sorted(batch):
+        # A host in the play but in no topology (a retired cluster) only has its managed peerings pruned.
+        if h in clusters and h in members and not peers_of[h] and clusters[h].get("state", "present") == "present":
+            errors.append("%s has no peer: no other cluster shares a topology group with it and it has no "
+                          "cluster_peering_peers" % h)
+    if errors:
+        return dict(errors=errors, hosts={})
+
+    reachable = {h for h in batch if (clusters[h].get("observed") or {}).get("peerings") is not None
+                 and not (clusters[h].get("observed") or {}).get("failed")}
+    # Two hosts that are one cluster (what Consul says about itself, not the URL text).
+    by_domain = {}
+    for h in sorted(reachable):
+        dom = clusters[h]["observed"].get("trust_domain")
+        if dom:
+            by_domain.setdefault(dom, []).append(h)
+    for dom, hosts in sorted(by_domain.items()):
+        if len(hosts) > 1:
+            errors.append("%s are the same Consul cluster (Connect CA trust domain %s): a cluster cannot peer with "
+                          "itself; point each inventory host at a different cluster" % (" and ".join(hosts), dom))
+    for h in sorted(set(batch) - reachable):
+        obs = clusters[h].get("observed") or {}
+        needed = clusters[h].get("state", "present") == "present" and any(
+            clusters[p].get("state", "present") == "present" for p in peers_of[h])
+        if needed:
+            errors.append("%s could not be read (%s); peering needs every cluster of the topology: bring it back, or "
+                          "to decommission it remove it from the inventory and run with cluster_peering_prune=true"
+                          % (h, obs.get("msg") or "unreachable"))
+    if errors:
+        return dict(errors=errors, hosts={})
+
+    hp = {h: _empty_host_plan(names[h]) for h in batch}
+    recs = {h: {r["name"]: r for r in clusters[h]["observed"]["peerings"]} for h in reachable}
+    accounted = {h: set() for h in reachable}
+    new_pairs = []
+
+    def wanted(a, d):
+        return clusters[a].get("state", "present") == "present" and clusters[d].get("state", "present") == "present"
+
+    def delete(h, rec):
+        if rec["role"] == "acceptor":
+            _add_unique(hp[h]["delete_acceptor"], rec["name"])
+        else:
+            _add_unique(hp[h]["delete_dialer"], rec["name"])
+        accounted[h].add(rec["name"])
+
+    def links(x, y):
+        """(x, rx, y, ry): records that are one peering, x accepting: the acceptor's ID is the dialer's PeerID."""
+        out = []
+        for rx in recs[x].values():
+            for ry in recs[y].values():
+                if ry.get("peer_id") and rx.get("role") == "acceptor" and ry["peer_id"] == rx.get("id"):
+                    out.append((x, rx, y, ry))
+        return out
+
+    def owner_elsewhere(h, rec, pair_peer):
+        """The other play host this record is linked to, if it is not pair_peer."""
+        for o in sorted(reachable):
+            if o in (h, pair_peer):
+                continue
+            for r in recs[o].values():
+                if (rec.get("role") == "acceptor" and r.get("peer_id") == rec.get("id")) or \
+                        (rec.get("peer_id") and r.get("role") == "acceptor" and r.get("id") == rec.get("peer_id")):
+                    return o
+        return None
+
+    for key in sorted(pairs, key=sorted):
+        a, d, fixed = pairs[key]
+        if a not in hp and d not in hp:
+            continue
+        if a not in reachable or d not in reachable:
+            # One side cannot be read (unpeering a dead cluster): clean the side that answers.
+            for h, o in ((a, d), (d, a)):
+                if h in reachable:
+                    rec = recs[h].get(names[o])
+                    if rec:
+                        delete(h, rec)
+                        hp[h]["summary"].append("remove the peering %s (%s cannot be read)" % (names[o], o))
+            continue
+        both = links(a, d) + links(d, a)
+        if not wanted(a, d):
+            for h, o in ((a, d), (d, a)):
+                doomed = [recs[h].get(names[o])] + [r for (x, rx, y, ry) in both for hh, r in ((x, rx), (y, ry))
+                                                    if hh == h]
+                for r in doomed:
+                    if r and r["name"] not in accounted[h]:
+                        delete(h, r)
+                        hp[h]["summary"].append("remove the peering %s with %s" % (r["name"], o))
+            continue
+
+        hp[a]["peers"].append(d)
+        hp[d]["peers"].append(a)
+        # A live pair under the wanted names, in the planned orientation or (when the inventory does not fix
+        # the orientation) the other way round, is kept.
+        kept = None
+        for x, y in ([(a, d)] if fixed else [(a, d), (d, a)]):
+            rx, ry = recs[x].get(names[y]), recs[y].get(names[x])
+            if rx and ry and rx.get("role") == "acceptor" and ry.get("peer_id") == rx.get("id") \
+                    and rx["state"] in LIVE and ry["state"] in LIVE:
+                kept = (x, y, rx, ry)
+                break
+        if kept:
+            x, y, rx, ry = kept
+            accounted[x].add(rx["name"])
+            accounted[y].add(ry["name"])
+            for h, r in ((x, rx), (y, ry)):
+                if r["state"] == "FAILING":
+                    hp[h]["warnings"].append("the peering %s on %s is FAILING (its stream is down); it is kept, as "
+                                             "it recovers when the peer answers again" % (r["name"], h))
+            # Anything else linking the two clusters is a duplicate (an old name): remove it.
+            for (lx, lrx, ly, lry) in both:
+                for h, r in ((lx, lrx), (ly, lry)):
+                    if r is not rx and r is not ry and r["name"] not in accounted[h]:
+                        other = y if h == x else x
+                        delete(h, r)
+                        _rename(hp[h], r["name"], names[other])
+                        hp[h]["summary"].append("remove the duplicate peering %s (the same cluster as %s)"
+                                                % (r["name"], names[other]))
+            _meta_warnings(hp[x], clusters[x], rx, names[y])
+            _sea_warning(hp[y], clusters[x], ry, x)
+            continue
+
+        # Not live: repair. Records linking the two clusters under other names are renames; both sides go.
+        for (x, rx, y, ry) in both:
+            for h, r, other in ((x, rx, y), (y, ry, x)):
+                if r["name"] in accounted[h]:
+                    continue
+                delete(h, r)
+                if r["name"] != names[other]:
+                    _rename(hp[h], r["name"], names[other])
+                    hp[h]["summary"].append("rename the peering %s to %s (%s was renamed): remove %s on both sides "
+                                            "and peer again" % (r["name"], names[other], other, r["name"]))
+                else:
+                    hp[h]["summary"].append("re-create the peering %s (the other side was renamed)" % r["name"])
+        for h, o, role in ((a, d, "acceptor"), (d, a, "dialer")):
+            r = recs[h].get(names[o])
+            if not r or r["name"] in accounted[h]:
+                continue
+            elsewhere = owner_elsewhere(h, r, o)
+            if elsewhere:
+                raise PlanError("%s already has a peering named '%s', and it is the peering with %s: %s and %s "
+                                "cannot both be called '%s'; give one of them another cluster_peering_name"
+                                % (h, r["name"], elsewhere, o, elsewhere, r["name"]))
+            if r["state"] in LIVE and not is_managed(r):
+                raise PlanError("%s already has a peering '%s' in state %s with a cluster that is not %s, and it is "
+                                "not managed by this collection, so it is never touched: remove it yourself (%s) or "
+                                "give %s another cluster_peering_name"
+                                % (h, r["name"], r["state"], o, _removal_command(r).replace("<host>", h), o))
+            if role == "acceptor" and r.get("role") == "acceptor" and r["state"] == "PENDING":
+                accounted[h].add(r["name"])  # a new token replaces the unused one
+                continue
+            if role == "dialer" and r.get("role") == "dialer" and r["state"] == "TERMINATED":
+                accounted[h].add(r["name"])  # Consul lets a terminated dialer establish again
+                continue
+            delete(h, r)
+            hp[h]["summary"].append("remove the stale peering %s (%s, %s side) before peering again"
+                                    % (r["name"], r["state"], r.get("role")))
+        new_pairs.append((a, d))
+
+    for a, d in new_pairs:
+        na, nd = names[a], names[d]
+        meta = dict(clusters[a].get("meta") or {})
+        meta[MANAGED_KEY] = MANAGED_VALUE
+        dmeta = dict(clusters[d].get("meta") or {})
+        dmeta[MANAGED_KEY] = MANAGED_VALUE
+        tok = dict(peer_name=nd, dialer=d, meta=meta)
+        if clusters[a].get("server_external_addresses"):
+            tok["server_external_addresses"] = list(clusters[a]["server_external_addresses"])
+        hp[a]["tokens"].append(tok)
+        hp[d]["establish"].append(dict(peer_name=na, acceptor=a, token_for=nd, meta=dmeta))
+        hp[a]["wait"].append(nd)
+        hp[d]["wait"].append(na)
+        hp[a]["agree"].append(dict(peer_name=nd, dialer=d, dialer_peer_name=na))
+        hp[a]["summary"].append("create the peering %s: generate a token for %s" % (nd, d))
+        hp[d]["summary"].append("create the peering %s: establish with the token of %s" % (na, a))
+
+    # Records no pair accounts for: managed ones are reported, and with prune removed; others only reported.
+    for h in sorted(reachable):
+        for name, r in sorted(recs[h].items()):
+            if name in accounted[h] or any(names[p] == name for p in hp[h]["peers"]):
+                continue
+            if is_managed(r):
+                if prune:
+                    delete(h, r)
+                    hp[h]["summary"].append("prune the managed peering %s (%s, %s): the inventory no longer names it"
+                                            % (name, r["state"], r.get("role")))
+                else:
+                    hp[h]["reports"].append(
+                        "%s has a managed %s-side peering '%s' in state %s that the inventory no longer names; it is "
+                        "kept. Remove it with cluster_peering_prune=true, or: %s"
+                        % (h, r.get("role") or "unknown", name, r["state"], _removal_command(r).replace("<host>", h)))
+            else:
+                hp[h]["reports"].append(
+                    "%s has %s %s-side peering '%s' in state %s with a cluster that is not in this play, not managed "
+                    "by this collection; it is left alone (if it is an orphan: %s)"
+                    % (h, "an" if r.get("role") == "acceptor" else "a", r.get("role") or "unknown", name, r["state"],
+                       _removal_command(r).replace("<host>", h)))
+
+    # Exports, intentions, failover and verification, and references that must name a peer.
+    for h in sorted(reachable):
+        p = hp[h]
+        c = clusters[h]
+        peer_names = [names[x] for x in sorted(p["peers"])]
+        deleted = set(p["delete_acceptor"]) | set(p["delete_dialer"])
+        gone = sorted(deleted - set(peer_names))
+        p["unref"] = gone
+        existing = set(recs[h]) - deleted
+        allowed = set(peer_names) | set(p["renamed"]) | existing | set(gone)
+
+        state = c.get("state", "present")
+
+        def resolve(ref, where, h=h, p=p, allowed=allowed, state=state):
+            # Unpeering writes nothing from these lists, so a name that is gone already is no typo there.
+            if ref not in allowed and state == "present":
+                raise PlanError("%s on %s names '%s', which is not a peer of this cluster: its peers are %s "
+                                "(names from cluster_peering_name, or existing peerings)"
+                                % (where, h, ref, ", ".join(sorted(set(peer_names) | existing)) or "none"))
+            return p["renamed"].get(ref, ref)
+
+        for e in c.get("exports") or []:
+            listed = e.get("peers")
+            refs = [resolve(x, "cluster_peering_exports[%s].peers" % e["name"]) for x in listed] \
+                if listed is not None else peer_names
+            refs = [x for x in _uniq(refs) if x not in gone]
+            svc = dict(name=e["name"])
+            if e.get("namespace"):
+                svc["namespace"] = e["namespace"]
+            if refs and state == "present":
+                p["exports"].append(dict(svc, consumers=[dict(peer=x) for x in refs]))
+            if gone:
+                p["export_removals"].append(dict(svc, consumers=[dict(peer=x) for x in gone]))
+        for i in c.get("intentions") or []:
+            sources = []
+            for s in i.get("sources") or []:
+                ref = resolve(s["peer"], "cluster_peering_intentions[%s].sources[%s].peer" % (i["name"], s["name"]))
+                if ref in gone:
+                    continue
+                src = dict(action="allow")
+                src.update({k: v for k, v in s.items() if v is not None})
+                src["peer"] = ref
+                sources.append(src)
+            if sources and state == "present":
+                p["intentions"].append(dict(name=i["name"], sources=sources))
+            names_used = _uniq(s["name"] for s in i.get("sources") or [])
+            if gone and names_used:
+                p["intention_removals"].append(dict(name=i["name"], sources=[
+                    dict(name=n, peer=x) for x in gone for n in names_used]))
+        for f in c.get("failover") or []:
+            listed = f.get("peers")
+            refs = [resolve(x, "cluster_peering_failover[%s].peers" % f["name"]) for x in listed] \
+                if listed is not None else peer_names
+            refs = [x for x in _uniq(refs) if x not in gone]
+            if refs and state == "present":
+                p["failover"].append(dict(name=f["name"], targets=[dict(peer=x) for x in refs]))
+            if gone:
+                p["failover_removals"].append(dict(name=f["name"], targets=[dict(peer=x) for x in gone]))
+
+    for h in sorted(reachable):
+        for o in sorted(hp[h]["peers"]):
+            if o not in reachable:
+                continue
+            services = [x["name"] for x in hp.get(o, {}).get("exports", [])
+                        if any(cn["peer"] == names[h] for cn in x["consumers"])]
+            if services:
+                hp[h]["verify"].append(dict(peer_name=names[o], services=services))
+    for h in hp:
+        p = hp[h]
+        if h not in reachable:
+            p["skip"] = True
+            p["summary"].append("skipped: %s cannot be read" % h)
+        p["peers"] = sorted(p["peers"])
+        p["changes"] = bool(p["delete_acceptor"] or p["delete_dialer"] or p["tokens"] or p["establish"])
+    return dict(errors=[], hosts=hp)
+
+
+def _uniq(items):
+    out = []
+    for x in items:
+        if x not in out:
+            out.append(x)
+    return out
+
+
+def _rename(p, old, new):
+    if old != new:
+        p["renamed"][old] = new
+
+
+def _meta_warnings(p, cluster, rec, peer_name):
+    want = dict(cluster.get("meta") or {})
+    have = {k: v for k, v in (rec.get("meta") or {}).items() if k != MANAGED_KEY}
+    if want and want != have:
+        p["warnings"].append("cluster_peering_meta of %s differs from the meta of its ACTIVE peering %s (%s): it "
+                             "applies only with a new token, i.e. when the peering is made again (delete it, then "
+                             "run the role)" % (p["name"], peer_name, have or "none"))
+
+
+def _sea_warning(p, acceptor_cluster, dialer_rec, acceptor_host):
+    want = list(acceptor_cluster.get("server_external_addresses") or [])
+    have = list(dialer_rec.get("peer_server_addresses") or [])
+    if want and sorted(want) != sorted(have):
+        p["warnings"].append("cluster_peering_server_external_addresses of %s (%s) differ from the addresses the "
+                             "ACTIVE peering %s dials (%s): they apply only with a new token, i.e. when the peering "
+                             "is made again" % (acceptor_host, ", ".join(want), dialer_rec["name"],
+                                                ", ".join(have) or "none"))
+
+
+def plan_or_errors(*args, **kwargs):
+    try:
+        return plan(*args, **kwargs)
+    except PlanError as e:
+        return dict(errors=[str(e)], hosts={})
+
+
+class ActionModule(ActionBase):
+    """Collects the plan's input from the play; sends nothing to any host."""
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _VALID_ARGS = frozenset(("read_var",))
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        read_var = self._task.args.get("read_var") or "cluster_peering__read"
+        hostvars = task_vars.get("hostvars") or {}
+        groups = task_vars.get("groups") or {}
+        me = task_vars.get("inventory_hostname")
+
+        def var(h, name, default=None):
+            hv = hostvars[h] if h in hostvars else {}
+            try:
+                value = hv[name] if name in hv else default
+            except Exception:  # pylint: disable=broad-except
+                value = default
+            return default if value is None else value
+
+        def mine(name, default=None):
+            value = task_vars.get(name, default)
+            value = self._templar.template(value) if value is not None else default
+            return default if value is None else value
+
+        acceptors = list(groups.get(mine("cluster_peering_acceptors_group", "consul_acceptors")) or [])
+        dialers = list(groups.get(mine("cluster_peering_dialers_group", "consul_dialers")) or [])
+        mesh = list(groups.get(mine("cluster_peering_mesh_group", "consul_mesh")) or [])
+        batch = list(task_vars.get("ansible_play_batch") or [me])
+        play_hosts = list(task_vars.get("ansible_play_hosts_all") or batch)
+        universe = set(acceptors) | set(dialers) | set(mesh) | set(play_hosts)
+        for h in list(universe):
+            for p in var(h, "cluster_peering_peers") or []:
+                universe.add(p)
+        clusters = {}
+        for h in sorted(universe):
+            if h not in hostvars:
+                continue  # plan() names the unknown host in cluster_peering_peers
+            # Hosts of the batch published their settings (role parameters and defaults included);
+            # others are only needed for the guard, from the inventory.
+            config = var(h, "cluster_peering__config") if h in batch else None
+            if not isinstance(config, dict):
+                config = dict(name=var(h, "cluster_peering_name", h), state=var(h, "cluster_peering_state", "present"),
+                              peers=var(h, "cluster_peering_peers", []))
+            observed = None
+            if h in batch:
+                read = var(h, read_var)
+                if isinstance(read, dict) and not read.get("skipped"):
+                    failed = bool(read.get("failed") or read.get("unreachable"))
+                    observed = dict(failed=failed, msg=read.get("msg"),
+                                    peerings=None if failed else list(read.get("peerings") or []),
+                                    trust_domain=read.get("trust_domain"))
+                else:
+                    observed = dict(failed=True, msg="not read in this play", peerings=None)
+            clusters[h] = dict(
+                name=config.get("name") or h,
+                state=config.get("state") or "present",
+                peers=list(config.get("peers") or []),
+                exports=list(config.get("exports") or []),
+                intentions=list(config.get("intentions") or []),
+                failover=list(config.get("failover") or []),
+                meta=dict(config.get("meta") or {}),
+                server_external_addresses=list(config.get("server_external_addresses") or []),
+                observed=observed,
+            )
+        strategy = "linear"
+        play = self._task.get_play() if hasattr(self._task, "get_play") else None
+        if play is not None:
+            strategy = getattr(play, "strategy", None) or "linear"
+        out = plan_or_errors(clusters, acceptors=acceptors, dialers=dialers, mesh=mesh, batch=batch,
+                             play_hosts=play_hosts, strategy=strategy,
+                             prune=boolean(mine("cluster_peering_prune", False), strict=False))
+        if out["errors"]:
+            raise AnsibleActionFail("refused before any write: " + " | ".join(out["errors"]))
+        mine = out["hosts"].get(me) or _empty_host_plan(me)
+        result.update(changed=False, plan=mine, summary=mine["summary"] or ["no change"])
+        for w in mine["warnings"]:
+            self._display.warning(w)
+        return result

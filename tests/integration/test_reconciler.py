@@ -1,0 +1,389 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) seed.consul_peering contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The cluster_peering role as a reconciler, on one lab of four real clusters.
+
+Scenarios share the lab and reset it in between (peerings and config entries deleted). Every
+scenario first runs in check mode and proves nothing was written. Ports: RECONCILER_LAB_PORT_BASE
+(default 26500; clusters on base+100*i).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import ROOT, CountingProxy, _CountingHandler, consul, delete_all_peerings, read_env_file, wait_for
+
+PLAYBOOKS = os.path.join(ROOT, "playbooks")
+TIMES = os.path.join(ROOT, "tests", "output", "reconciler-times.json")
+HOSTS = ["cluster-01", "cluster-02", "cluster-03", "cluster-04"]
+MANAGED = {"managed-by": "seed.consul_peering"}
+
+
+@pytest.fixture(scope="module")
+def lab4(tmp_path_factory):
+    state = tmp_path_factory.mktemp("reconciler-lab")
+    env = dict(os.environ, LAB_CLUSTERS="4", LAB_STATE_DIR=str(state),
+               LAB_PORT_BASE=os.environ.get("RECONCILER_LAB_PORT_BASE", "26500"))
+    for k in ("LAB_ACL", "LAB_TLS", "LAB_MTLS"):
+        env.pop(k, None)
+    subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "up"], env=env, check=True, timeout=400)
+    lab = read_env_file(str(state / "env"))
+    urls = {h: lab["CLUSTER%d_URL" % (i + 1)] for i, h in enumerate(HOSTS)}
+    try:
+        yield dict(urls=urls, state=str(state))
+    finally:
+        subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "down"], env=env, check=False, timeout=120)
+
+
+def _answers(url):
+    try:
+        consul(url, path="/v1/status/leader", timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+def reset(urls):
+    for url in urls:
+        if not _answers(url):
+            continue  # a cluster a scenario stopped
+        delete_all_peerings(url)
+        for kind in ("exported-services", "service-intentions", "service-resolver"):
+            for e in consul(url, path="/v1/config/" + kind)[1] or []:
+                consul(url, "DELETE", "/v1/config/%s/%s" % (kind, e["Name"]))
+        consul(url, "PUT", "/v1/agent/service/register", {"Name": "backend", "Port": 9090})
+        consul(url, "PUT", "/v1/agent/service/register", {"Name": "frontend", "Port": 9091})
+
+
+@pytest.fixture
+def fleet(lab4):
+    urls = lab4["urls"]
+    reset(urls.values())
+    yield urls
+    reset(urls.values())
+
+
+def write_inventory(tmp_path, hosts, groups, name="inventory.yml"):
+    """hosts: {host: vars}; groups: {group: [hosts]}; hosts in no group stay ungrouped."""
+    grouped = {h for members in groups.values() for h in members}
+    inv = {"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+        "hosts": {h: v for h, v in hosts.items() if h not in grouped},
+        "children": {g: {"hosts": {h: hosts[h] for h in members}} for g, members in groups.items()}}}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(inv))
+    return str(path)
+
+
+def run(ansible, book, inv, *extra, env=None, json_output=True):
+    path = book if os.path.isabs(book) else os.path.join(PLAYBOOKS, book + ".yml")
+    return ansible([path, "-i", inv, "--forks", "10"] + list(extra), playbook=True, json_output=json_output, env=env)
+
+
+def changed(result):
+    assert result.rc == 0, result.output[-8000:]
+    return {h: s["changed"] for h, s in result.json()["stats"].items()}
+
+
+def peerings(url):
+    return {p["Name"]: p for p in consul(url, path="/v1/peerings")[1] or []}
+
+
+def snapshot(urls):
+    snap = {}
+    for h, url in sorted(urls.items()):
+        s = {"peerings": sorted((p["Name"], p["ID"], p["State"], p["ModifyIndex"]) for p in peerings(url).values())}
+        for kind in ("exported-services", "service-intentions", "service-resolver"):
+            s[kind] = sorted((e["Name"], e["ModifyIndex"]) for e in consul(url, path="/v1/config/" + kind)[1] or [])
+        snap[h] = s
+    return snap
+
+
+def check_mode_writes_nothing(ansible, inv, urls, *extra):
+    before = snapshot(urls)
+    plan = run(ansible, "peer_clusters", inv, "--check", "--diff", *extra)
+    assert plan.rc == 0, plan.output[-6000:]
+    assert snapshot(urls) == before
+    return plan
+
+
+def consumers(url, service="backend"):
+    status, entry = consul(url, path="/v1/config/exported-services/default")
+    if status != 200:
+        return []
+    return sorted(c.get("Peer") for s in entry["Services"] if s["Name"] == service for c in s["Consumers"])
+
+
+def intention_peers(url, dest="backend"):
+    status, entry = consul(url, path="/v1/config/service-intentions/" + dest)
+    return sorted((s["Name"], s.get("Peer")) for s in entry["Sources"]) if status == 200 else []
+
+
+def assert_pair(acc_url, acc_side_name, dial_url, dial_side_name):
+    a, d = peerings(acc_url)[acc_side_name], peerings(dial_url)[dial_side_name]
+    assert a["State"] == "ACTIVE" and d["State"] == "ACTIVE", (a["State"], d["State"])
+    assert a["ID"] == d["PeerID"]
+    assert a.get("Meta") == MANAGED and d.get("Meta") == MANAGED
+
+
+def record_time(key, seconds):
+    os.makedirs(os.path.dirname(TIMES), exist_ok=True)
+    data = {}
+    if os.path.exists(TIMES):
+        with open(TIMES) as f:
+            data = json.load(f)
+    data[key] = round(seconds, 1)
+    with open(TIMES, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+
+
+def test_full_mesh_of_four_then_rerun_writes_nothing(ansible, fleet, counting_proxy, tmp_path):
+    hosts = {h: {"cluster_peering_url": u, "cluster_peering_exports": [{"name": "backend"}]} for h, u in fleet.items()}
+    inv = write_inventory(tmp_path, hosts, {"consul_mesh": HOSTS})
+    plan = check_mode_writes_nothing(ansible, inv, fleet)
+    assert all(n > 0 for n in changed(plan).values())
+
+    start = time.monotonic()
+    first = run(ansible, "peer_clusters", inv)
+    record_time("mesh4_first_run_s", time.monotonic() - start)
+    assert all(n > 0 for n in changed(first).values())
+    for i, a in enumerate(HOSTS):
+        for d in HOSTS[i + 1:]:
+            # The host whose name sorts first accepts.
+            assert_pair(fleet[a], d, fleet[d], a)
+            assert peerings(fleet[a])[d].get("PeerID") in (None, "")
+    for h in HOSTS:
+        assert sorted(peerings(fleet[h])) == sorted(set(HOSTS) - {h})
+        assert consumers(fleet[h]) == sorted(set(HOSTS) - {h})
+
+    proxies = {h: counting_proxy(u) for h, u in fleet.items()}
+    via = write_inventory(tmp_path, {h: dict(v, cluster_peering_url=proxies[h].url) for h, v in hosts.items()},
+                          {"consul_mesh": HOSTS}, name="via-proxies.yml")
+    start = time.monotonic()
+    second = run(ansible, "peer_clusters", via)
+    record_time("mesh4_rerun_s", time.monotonic() - start)
+    assert changed(second) == {h: 0 for h in HOSTS}
+    for h, proxy in proxies.items():
+        assert proxy.writes() == 0, (h, dict(proxy.counts))
+        assert ("POST", "/v1/peering/token") not in proxy.counts
+    record_time("mesh4_rerun_requests", sum(p.total() for p in proxies.values()))
+    converged = run(ansible, "peer_clusters", inv, "--check")
+    assert changed(converged) == {h: 0 for h in HOSTS}
+
+    status = run(ansible, "peering_status", inv, json_output=False)
+    assert status.rc == 0 and " yes" in status.output, status.output[-3000:]
+
+
+def two_groups(fleet, acc="cluster-01", dialers=("cluster-02",), names=None, intention_peers_=None, **per_host):
+    names = names or {}
+    hosts = {}
+    for h in [acc] + list(dialers):
+        hosts[h] = {"cluster_peering_url": fleet[h]}
+        if h in names:
+            hosts[h]["cluster_peering_name"] = names[h]
+        hosts[h].update(per_host.get(h.replace("-", "_"), {}))
+    hosts[acc]["cluster_peering_exports"] = [{"name": "backend"}]
+    hosts[acc]["cluster_peering_intentions"] = [{"name": "backend", "sources": [
+        {"name": "frontend", "peer": p} for p in (intention_peers_ or [names.get(d, d) for d in dialers])]}]
+    return hosts, {"consul_acceptors": [acc], "consul_dialers": list(dialers)}
+
+
+def test_rename_dialer_then_acceptor_each_converges_in_one_run(ansible, fleet, tmp_path):
+    a, d = fleet["cluster-01"], fleet["cluster-02"]
+    hosts, groups = two_groups(fleet, names={"cluster-01": "east", "cluster-02": "west"})
+    changed(run(ansible, "peer_clusters", write_inventory(tmp_path, hosts, groups)))
+    assert_pair(a, "west", d, "east")
+
+    # Rename the dialer; the intention still names the old name: it moves to the new one.
+    hosts, groups = two_groups(fleet, names={"cluster-01": "east", "cluster-02": "west2"}, intention_peers_=["west"])
+    inv = write_inventory(tmp_path, hosts, groups, name="renamed-dialer.yml")
+    plan = check_mode_writes_nothing(ansible, inv, fleet)
+    assert "rename the peering west to west2" in plan.output
+    renamed = run(ansible, "peer_clusters", inv)
+    assert all(n > 0 for n in changed(renamed).values())
+    assert sorted(peerings(a)) == ["west2"] and sorted(peerings(d)) == ["east"]
+    assert_pair(a, "west2", d, "east")
+    assert consumers(a) == ["west2"]
+    assert intention_peers(a) == [("frontend", "west2")]
+    status, imported = consul(d, path="/v1/health/service/backend?peer=east")
+    assert [e["Service"]["Service"] for e in imported] == ["backend"]
+
+    # Rename the acceptor.
+    hosts, groups = two_groups(fleet, names={"cluster-01": "east2", "cluster-02": "west2"})
+    inv = write_inventory(tmp_path, hosts, groups, name="renamed-acceptor.yml")
+    check_mode_writes_nothing(ansible, inv, fleet)
+    renamed = run(ansible, "peer_clusters", inv)
+    assert all(n > 0 for n in changed(renamed).values())
+    assert sorted(peerings(a)) == ["west2"] and sorted(peerings(d)) == ["east2"]
+    assert_pair(a, "west2", d, "east2")
+    status, imported = consul(d, path="/v1/health/service/backend?peer=east2")
+    assert [e["Service"]["Service"] for e in imported] == ["backend"]
+    assert changed(run(ansible, "peer_clusters", inv)) == {"cluster-01": 0, "cluster-02": 0}
+
+
+def test_remove_a_dialer_reported_then_pruned_on_both_sides(ansible, fleet, tmp_path):
+    a, d2, d3 = fleet["cluster-01"], fleet["cluster-02"], fleet["cluster-03"]
+    hosts, groups = two_groups(fleet, dialers=("cluster-02", "cluster-03"))
+    changed(run(ansible, "peer_clusters", write_inventory(tmp_path, hosts, groups)))
+    assert consumers(a) == ["cluster-02", "cluster-03"]
+    assert intention_peers(a) == [("frontend", "cluster-02"), ("frontend", "cluster-03")]
+
+    # cluster-03 leaves the topology (still an inventory host, so its side can be cleaned too).
+    groups = {"consul_acceptors": ["cluster-01"], "consul_dialers": ["cluster-02"]}
+    hosts["cluster-01"]["cluster_peering_intentions"][0]["sources"] = [{"name": "frontend", "peer": "cluster-02"}]
+    inv = write_inventory(tmp_path, hosts, groups, name="without-03.yml")
+    kept = run(ansible, "peer_clusters", inv, json_output=False)
+    assert kept.rc == 0, kept.output[-5000:]
+    assert "managed acceptor-side peering 'cluster-03' in state ACTIVE that the inventory no longer names" \
+        in " ".join(kept.output.split()), kept.output[-5000:]
+    assert "peer_name=cluster-03 state=absent" in kept.output
+    assert peerings(a)["cluster-03"]["State"] == "ACTIVE"
+
+    check_mode_writes_nothing(ansible, inv, fleet, "-e", "cluster_peering_prune=true")
+    pruned = run(ansible, "peer_clusters", inv, "-e", "cluster_peering_prune=true")
+    assert changed(pruned)["cluster-01"] > 0 and changed(pruned)["cluster-03"] > 0
+    assert sorted(peerings(a)) == ["cluster-02"] and peerings(d3) == {}
+    assert consumers(a) == ["cluster-02"]
+    assert intention_peers(a) == [("frontend", "cluster-02")]
+    assert_pair(a, "cluster-02", d2, "cluster-01")
+    again = run(ansible, "peer_clusters", inv, "-e", "cluster_peering_prune=true")
+    assert set(changed(again).values()) == {0}
+
+    # A per-host cluster_peering_state=absent unpeers that cluster only, without crashing.
+    hosts["cluster-02"]["cluster_peering_state"] = "absent"
+    hosts["cluster-01"]["cluster_peering_intentions"] = []
+    inv = write_inventory(tmp_path, hosts, groups, name="02-absent.yml")
+    assert changed(run(ansible, "peer_clusters", inv))["cluster-02"] > 0
+    assert peerings(a) == {} and peerings(d2) == {}
+
+
+def test_refusals_write_nothing(ansible, fleet, tmp_path):
+    hosts, groups = two_groups(fleet, dialers=("cluster-02", "cluster-03"))
+    inv = write_inventory(tmp_path, hosts, groups)
+    before = snapshot(fleet)
+
+    limited = run(ansible, "peer_clusters", inv, "-l", "cluster-01", json_output=False)
+    assert limited.rc != 0 and "lacks cluster-02, cluster-03" in limited.output, limited.output[-3000:]
+    assert "remove it from the inventory" in limited.output
+    assert "HostVarsVars" not in limited.output
+
+    serial = tmp_path / "serial.yml"
+    serial.write_text(yaml.safe_dump([{"name": "Peer one cluster at a time", "hosts": "consul_acceptors:consul_dialers",
+                                       "gather_facts": False, "serial": 1,
+                                       "roles": [{"role": "seed.consul_peering.cluster_peering"}]}]))
+    batched = run(ansible, str(serial), inv, json_output=False)
+    assert batched.rc != 0 and "lacks cluster-02, cluster-03" in batched.output, batched.output[-3000:]
+
+    start = time.monotonic()
+    free = run(ansible, "peer_clusters", inv, env={"ANSIBLE_STRATEGY": "free"}, json_output=False)
+    assert free.rc != 0 and "strategy is 'free'" in free.output, free.output[-3000:]
+    assert time.monotonic() - start < 100  # refused up front, not after a wait timeout
+
+    same = dict(hosts)
+    same["cluster-02"] = dict(hosts["cluster-02"], cluster_peering_url=fleet["cluster-01"].replace("127.0.0.1",
+                                                                                                   "localhost"))
+    run_same = run(ansible, "peer_clusters", write_inventory(tmp_path, same, groups, name="same.yml"),
+                   json_output=False)
+    assert run_same.rc != 0 and "cluster-01 and cluster-02 are the same Consul cluster" in run_same.output, \
+        run_same.output[-3000:]
+
+    typo = dict(hosts)
+    typo["cluster-01"] = dict(hosts["cluster-01"], cluster_peering_exports=[{"name": "backend",
+                                                                             "peers": ["cluster-2"]}])
+    run_typo = run(ansible, "peer_clusters", write_inventory(tmp_path, typo, groups, name="typo.yml"),
+                   json_output=False)
+    assert run_typo.rc != 0 and "names 'cluster-2', which is not a peer of this cluster" in run_typo.output
+    for plan_args in (["-l", "cluster-01"], ["--check"]):
+        r = run(ansible, "peer_clusters", write_inventory(tmp_path, typo, groups, name="typo.yml"), *plan_args,
+                json_output=False)
+        assert r.rc != 0
+    assert snapshot(fleet) == before
+
+
+class _FailEstablish(_CountingHandler):
+    """Forwards everything but the establish call, which gets Consul's kind of 500."""
+
+    def do_POST(self):
+        if self.path.split("?", 1)[0] == "/v1/peering/establish":
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            body = b"simulated failure: the acceptor's servers cannot be reached"
+            self.send_response(500)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self._forward()
+
+
+def test_failed_establish_deletes_the_pending_peering_and_forgets_the_token(ansible, fleet, tmp_path):
+    a, d = fleet["cluster-01"], fleet["cluster-02"]
+    proxy = CountingProxy(d)
+    proxy.server.RequestHandlerClass = _FailEstablish
+    proxy.thread.start()
+    try:
+        hosts, groups = two_groups(fleet)
+        hosts["cluster-02"]["cluster_peering_url"] = proxy.url
+        failed = run(ansible, "peer_clusters", write_inventory(tmp_path, hosts, groups), "-vvv", json_output=False)
+    finally:
+        proxy.server.shutdown()
+        proxy.server.server_close()
+    assert failed.rc != 0
+    assert "could not establish cluster-01" in failed.output and "simulated failure" in failed.output
+    assert "eyJD" not in failed.output and "EstablishmentSecret" not in failed.output
+    # The token's PENDING peering is gone, so the token is void.
+    assert "cluster-02" not in peerings(a) and peerings(d) == {}
+
+    hosts, groups = two_groups(fleet)
+    direct = write_inventory(tmp_path, hosts, groups, name="direct.yml")
+    assert all(n > 0 for n in changed(run(ansible, "peer_clusters", direct)).values())
+    assert_pair(a, "cluster-02", d, "cluster-01")
+
+
+def test_decommission_a_stopped_cluster(ansible, fleet, lab4, tmp_path):
+    """Last in the file: it stops cluster-04 (the lab fixture's teardown copes)."""
+    a, d3, d4 = fleet["cluster-01"], fleet["cluster-03"], fleet["cluster-04"]
+    hosts, groups = two_groups(fleet, dialers=("cluster-03", "cluster-04"))
+    full = write_inventory(tmp_path, hosts, groups)
+    changed(run(ansible, "peer_clusters", full))
+    assert consumers(a) == ["cluster-03", "cluster-04"]
+
+    pid_file = os.path.join(lab4["state"], "cluster4", "consul.pid")
+    with open(pid_file) as f:
+        pid = int(f.read().strip())
+    os.kill(pid, signal.SIGTERM)
+    assert wait_for(lambda: not _answers(d4), timeout=30)
+
+    alive = {h: u for h, u in fleet.items() if h != "cluster-04"}
+    # Peering with a dead cluster in the inventory is refused, naming it.
+    refused = run(ansible, "peer_clusters", full, json_output=False)
+    assert refused.rc != 0 and "cluster-04 could not be read" in refused.output, refused.output[-3000:]
+
+    # Decommission: out of the inventory, prune; the survivors are cleaned.
+    del hosts["cluster-04"]
+    hosts["cluster-01"]["cluster_peering_intentions"][0]["sources"] = [{"name": "frontend", "peer": "cluster-03"}]
+    groups = {"consul_acceptors": ["cluster-01"], "consul_dialers": ["cluster-03"]}
+    inv = write_inventory(tmp_path, hosts, groups, name="decommissioned.yml")
+    check_mode_writes_nothing(ansible, inv, alive, "-e", "cluster_peering_prune=true")
+    gone = run(ansible, "peer_clusters", inv, "-e", "cluster_peering_prune=true")
+    assert changed(gone)["cluster-01"] > 0
+    assert sorted(peerings(a)) == ["cluster-03"]
+    assert consumers(a) == ["cluster-03"]
+    assert intention_peers(a) == [("frontend", "cluster-03")]
+
+    # Unpeering with the dead cluster still in the inventory cleans every side that answers.
+    hosts4, groups4 = two_groups(fleet, dialers=("cluster-03", "cluster-04"))
+    down = run(ansible, "unpeer_clusters", write_inventory(tmp_path, hosts4, groups4, name="unpeer.yml"))
+    assert changed(down)["cluster-01"] > 0
+    assert peerings(a) == {} and peerings(d3) == {}
+    assert consumers(a) == []
