@@ -9,7 +9,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: cluster_peering_plan
-version_added: 0.2.0
+version_added: 0.1.0
 short_description: Plan the peerings of every cluster of the play (internal to the cluster_peering role)
 description:
   - Used by the C(seed.consul_peering.cluster_peering) role between its read and write stages. It runs on

@@ -66,7 +66,7 @@ options:
         apart from two clusters. One more read; no ACL permission is needed for it.
     type: bool
     default: false
-    version_added: 0.2.0
+    version_added: 0.1.0
 seealso:
   - module: seed.consul_peering.peering_token
   - module: seed.consul_peering.peering_establish

@@ -297,7 +297,10 @@ ROLE_CASES = [
     ("role-peer-name-64-chars", {"acc": {"cluster_peering_name": LONG_NAME}}, r"not a valid peer name"),
     ("role-duplicate-peer-names", {"acc": {"cluster_peering_name": "same"}, "dial": {"cluster_peering_name": "same"}},
      r"two clusters share a peer name"),
-    ("role-host-in-both-groups", {"both": True}, r"must be in exactly one of the groups"),
+    # A host in both groups is allowed since the reconciler (it accepts some peerings and dials others);
+    # a typo in an export's peer is refused instead.
+    ("role-export-peer-typo", {"acc": {"cluster_peering_exports": [{"name": "backend", "peers": ["cluster-2"]}]}},
+     r"names 'cluster-2', which is not a peer of this cluster"),
 ]
 
 
