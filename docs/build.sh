@@ -41,7 +41,7 @@ antsibull-docs sphinx-init --use-current --squash-hierarchy --fail-on-error \
   --project seed.consul_peering --copyright "seed.consul_peering contributors" \
   --title "seed.consul_peering" --dest-dir "$src" seed.consul_peering >/dev/null
 
-# Offline: no intersphinx inventories to download. The two labels of Ansible's own docs that
+# Offline: no intersphinx inventories to download. The labels of Ansible's own docs that
 # generated pages link to get a local page pointing at docs.ansible.com instead.
 cat >>"$src/conf.py" <<'PY'
 
@@ -68,6 +68,13 @@ Common return values
 ====================
 
 See `Return Values <https://docs.ansible.com/ansible/latest/reference_appendices/common_return_values.html>`_.
+
+.. _action_plugins:
+
+Action plugins
+==============
+
+See `Action plugins <https://docs.ansible.com/ansible/latest/plugins/action.html>`_.
 RST
 
 say "HTML with sphinx-build -W"

@@ -7,7 +7,7 @@
 AWX hands ansible-runner a private data directory: project/ (the job template's project with
 the playbook), inventory/hosts, env/extravars (extra variables and survey answers),
 env/envvars (what the credential types' env injectors produce, here the "Consul" credential
-type of docs/awx.md: CONSUL_PEERING_TOKENS_FILE and CONSUL_CACERT pointing at files that its
+type of docs/awx.md: PEERING_ACL_TOKENS_FILE and CONSUL_CACERT pointing at files that its
 file injectors wrote into the private data directory, one least-privilege ACL token per cluster
 read by an inventory variable), env/settings, and
 requirements_collections/ (the collections AWX installed from the project's
@@ -200,7 +200,7 @@ def test_credential_type_is_well_formed():
     assert fields["consul_tokens"].get("secret") is True and fields["consul_tokens"].get("multiline") is True
     assert fields["consul_cacert"].get("multiline") is True
     assert inputs["required"] == ["consul_tokens"]
-    assert sorted(injectors["env"]) == ["CONSUL_CACERT", "CONSUL_PEERING_TOKENS_FILE"]
+    assert sorted(injectors["env"]) == ["CONSUL_CACERT", "PEERING_ACL_TOKENS_FILE"]
     assert sorted(injectors["file"]) == ["template.consul_cacert", "template.consul_tokens"]
 
 
@@ -208,16 +208,16 @@ def test_credential_without_ca_leaves_consul_cacert_empty(tmp_path):
     """An empty optional CA input gives an empty CONSUL_CACERT, which the modules treat as unset."""
     inputs, injectors = credential_type()
     env = inject_credential({"consul_tokens": "dc1: a\ndc2: b\n", "consul_cacert": ""}, injectors, tmp_path)
-    assert env["CONSUL_CACERT"] == "" and os.stat(env["CONSUL_PEERING_TOKENS_FILE"]).st_mode & 0o077 == 0
-    with open(env["CONSUL_PEERING_TOKENS_FILE"]) as f:
+    assert env["CONSUL_CACERT"] == "" and os.stat(env["PEERING_ACL_TOKENS_FILE"]).st_mode & 0o077 == 0
+    with open(env["PEERING_ACL_TOKENS_FILE"]) as f:
         assert yaml.safe_load(f) == {"dc1": "a", "dc2": "b"}
 
 
 def inventory_token_expression():
     """The group variable docs/awx.md puts in the inventory: each host's token from the credential's file."""
     with open(AWX_DOC) as f:
-        m = re.search(r"^\s*cluster_peering_token: (\".*CONSUL_PEERING_TOKENS_FILE.*\")$", f.read(), re.M)
-    assert m, "docs/awx.md shows no cluster_peering_token line reading CONSUL_PEERING_TOKENS_FILE"
+        m = re.search(r"^\s*cluster_peering_token: (\".*PEERING_ACL_TOKENS_FILE.*\")$", f.read(), re.M)
+    assert m, "docs/awx.md shows no cluster_peering_token line reading PEERING_ACL_TOKENS_FILE"
     return yaml.safe_load(m.group(1))
 
 
@@ -261,7 +261,7 @@ def private_data_dir(tmp_path, lab):
     dummy, injectors = credential_type()
     envvars = inject_credential({"consul_tokens": "cluster-01: %s\ncluster-02: %s\n" % (lab["tokens"][1], lab["tokens"][2]),
                                  "consul_cacert": credential_ca(lab)}, injectors, pdd)
-    assert os.path.isfile(envvars["CONSUL_PEERING_TOKENS_FILE"]) and os.path.isfile(envvars["CONSUL_CACERT"])
+    assert os.path.isfile(envvars["PEERING_ACL_TOKENS_FILE"]) and os.path.isfile(envvars["CONSUL_CACERT"])
     envvars.update({
         # What AWX itself sets for a job.
         "ANSIBLE_COLLECTIONS_PATH": str(pdd / "requirements_collections"),
