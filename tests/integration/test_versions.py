@@ -8,6 +8,12 @@ Environment (tests/utils/matrix.py sets them):
 - SMOKE_OLD_CONSUL_BIN, SMOKE_NEW_CONSUL_BIN: the oldest supported and the newest Consul binaries
   (default: lab/consul.sh with CONSUL_VERSION=oldest / default, built on first use).
 - SMOKE_PORT_BASE: the labs use SMOKE_PORT_BASE + 1000 (default 14000; clusters on +100 and +200).
+
+A dialer on Consul >= 1.21 (built with grpc-go >= 1.67, which enforces ALPN on TLS) cannot reach the
+peering port of an acceptor on Consul <= 1.20 (grpc-go < 1.67: its gRPC TLS answer selects no ALPN
+protocol): establishing fails with "missing selected ALPN property". grpc-go's documented switch
+GRPC_ENFORCE_ALPN_ENABLED=false in the newer servers' environment lifts it; the newer cluster as the
+acceptor needs nothing. The tests prove all three (docs/compatibility.md).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, consul, read_env_file, wait_for
+from conftest import ROOT, consul, delete_all_peerings, read_env_file, wait_for
 from test_smoke import (assert_peered, assert_rerun_writes_nothing, changed, peerings, playbook,
                         register_services, role_inventory)
 
@@ -39,6 +45,15 @@ def bins():
     return {"old": consul_bin("SMOKE_OLD_CONSUL_BIN", "oldest"), "new": consul_bin("SMOKE_NEW_CONSUL_BIN", "default")}
 
 
+def version_tuple(text):
+    return tuple(int(x) for x in text.split(".")[:3])
+
+
+def alpn_gap(old, new):
+    """True when a dialer on `new` cannot reach an acceptor on `old` without the ALPN switch."""
+    return version_tuple(old) < (1, 21) <= version_tuple(new)
+
+
 def server_version(url):
     return consul(url, path="/v1/agent/self")[1]["Config"]["Version"]
 
@@ -55,8 +70,8 @@ def two_version_lab(tmp_path):
     for k in ("LAB_ACL", "LAB_TLS", "LAB_MTLS", "CONSUL_VERSION", "CLUSTER1_CONSUL_BIN", "CLUSTER2_CONSUL_BIN"):
         base_env.pop(k, None)
 
-    def start(bin1, bin2):
-        env = dict(base_env, CONSUL_BIN=bin1, CLUSTER1_CONSUL_BIN=bin1, CLUSTER2_CONSUL_BIN=bin2)
+    def start(bin1, bin2, agent_env=None):
+        env = dict(base_env, CONSUL_BIN=bin1, CLUSTER1_CONSUL_BIN=bin1, CLUSTER2_CONSUL_BIN=bin2, **(agent_env or {}))
         subprocess.run(["bash", LAB, "up"], env=env, check=True, timeout=300)
         return read_env_file(os.path.join(state, "env"))
 
@@ -73,7 +88,10 @@ def two_version_lab(tmp_path):
 @pytest.mark.parametrize("acceptor,dialer", [("old", "new"), ("new", "old")])
 def test_mixed_versions_peer_and_verify(ansible, bins, two_version_lab, counting_proxy, tmp_path, acceptor, dialer):
     start, dummy = two_version_lab
-    lab = start(bins[acceptor], bins[dialer])
+    agent_env = None
+    if acceptor == "old" and alpn_gap(bin_version(bins["old"]), bin_version(bins["new"])):
+        agent_env = {"GRPC_ENFORCE_ALPN_ENABLED": "false"}  # the documented workaround (module docstring)
+    lab = start(bins[acceptor], bins[dialer], agent_env)
     acc, dial = lab["CLUSTER1_URL"], lab["CLUSTER2_URL"]
     assert (server_version(acc), server_version(dial)) == (bin_version(bins[acceptor]), bin_version(bins[dialer]))
     assert server_version(acc) != server_version(dial)
@@ -110,3 +128,21 @@ def test_upgrade_in_place_keeps_the_peering(ansible, bins, two_version_lab, coun
     # services re-register from the agents' own state (the data dir); imports come back
     assert assert_peered(acc, dial) == peering_id
     assert_rerun_writes_nothing(ansible, counting_proxy, tmp_path, acc, dial)
+
+
+def test_newer_dialer_to_older_acceptor_without_the_alpn_switch(bins, two_version_lab):
+    """Across the grpc-go 1.67 line, establishing fails naming ALPN; on one side of it, it works."""
+    start, dummy = two_version_lab
+    lab = start(bins["old"], bins["new"])
+    acc, dial = lab["CLUSTER1_URL"], lab["CLUSTER2_URL"]
+    status, body = consul(acc, "POST", "/v1/peering/token", {"PeerName": "cluster-02"})
+    assert status == 200, body
+    status, answer = consul(dial, "POST", "/v1/peering/establish",
+                            {"PeerName": "cluster-01", "PeeringToken": body["PeeringToken"]}, timeout=120)
+    if alpn_gap(bin_version(bins["old"]), bin_version(bins["new"])):
+        assert status >= 500 and "missing selected ALPN property" in str(answer), (status, str(answer)[:300])
+    else:
+        assert status == 200, answer
+        assert wait_for(lambda: peerings(dial).get("cluster-01", {}).get("State") == "ACTIVE", timeout=60)
+    for url in (acc, dial):
+        assert delete_all_peerings(url)
