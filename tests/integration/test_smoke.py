@@ -125,7 +125,7 @@ PROBES = [
      "/v1/config/service-resolver/smoke-probe:smoke-peer"),
     ("service-intentions Sources[].SamenessGroup", "1.16.0", [],
      ("PUT", "/v1/config", {"Kind": "service-intentions", "Name": "smoke-probe",
-                            "Sources": [{"SamenessGroup": SG, "Action": "allow"}]}),
+                            "Sources": [{"Name": "web", "SamenessGroup": SG, "Action": "allow"}]}),
      "/v1/config/service-intentions/smoke-probe:SamenessGroup"),
     ("service-intentions Sources[].Peer", "1.14.0", [],
      ("PUT", "/v1/config", {"Kind": "service-intentions", "Name": "smoke-probe",

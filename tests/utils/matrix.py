@@ -38,11 +38,11 @@ DOC = os.path.join(ROOT, "docs", "compatibility.md")
 NICE = ["nice", "-n", os.environ.get("MATRIX_NICE", "10")]
 
 
-def sh(cmd, env=None, timeout=3600, log=None):
+def sh(cmd, env=None, timeout=3600, log=None, cwd=ROOT):
     """Run cmd; returns (rc, output, seconds). The output goes to log (a file) too."""
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
         rc, out = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:
         rc, out = 124, "%s\nTIMEOUT after %ss" % ((e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes)
@@ -158,20 +158,21 @@ def run_sanity(bindir, minor, results):
     python = listing([os.path.join(bindir, "python"), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])[0]
     # ansible-test fetches a pip bootstrap script this machine may not reach: the stand-in, for
     # whichever pip version this ansible-test asks for.
-    req = os.path.join(listing([os.path.join(bindir, "python"), "-c",
-                                "import ansible_test, os; print(os.path.dirname(ansible_test.__file__))"])[0],
-                       "_data", "requirements", "ansible-test.txt")
+    internal = os.path.join(listing([os.path.join(bindir, "python"), "-c",
+                                     "import ansible_test, os; print(os.path.dirname(ansible_test.__file__))"])[0],
+                            "_internal", "python_requirements.py")
     cache = os.path.expanduser("~/.ansible/test/cache")
     os.makedirs(cache, exist_ok=True)
-    pip_versions = set(re.findall(r"pip_version['\"]?\s*[:=]\s*['\"]([\d.]+)", open(os.path.join(
-        os.path.dirname(os.path.dirname(os.path.dirname(req))), "_internal", "python_requirements.py")).read()))
+    with open(internal) as f:
+        pip_versions = set(re.findall(r"\bpip=['\"]([\d.]+)['\"]", f.read()))
     for v in pip_versions or {"24.2"}:
         target = os.path.join(cache, "get_pip_%s.py" % v.replace(".", "_"))
         if not os.path.exists(target):
             shutil.copy2(os.path.join(ROOT, "tests", "utils", "get_pip_standin.py"), target)
     env = pytest_env({"PATH": bindir + os.pathsep + os.environ["PATH"]})
     rc, out, secs = sh(NICE + [os.path.join(bindir, "ansible-test"), "sanity", "--python", python, "--color", "no",
-                               "--requirements"], env=env, timeout=3600, log=os.path.join(OUT, "sanity-%s.log" % minor))
+                               "--requirements"], env=env, timeout=3600, log=os.path.join(OUT, "sanity-%s.log" % minor),
+                       cwd=tree)
     tail = [ln for ln in out.splitlines() if ln.startswith(("ERROR", "FATAL"))][:5]
     put(results, "sanity", minor, {
         "ok": rc == 0, "summary": ("passed" if rc == 0 else "; ".join(tail) or summary(out)),
@@ -419,7 +420,10 @@ def main():
         for m in ([] if args.no_units else core_minors):
             if m in cores:
                 print("[matrix] units on ansible-core %s" % m, flush=True)
-                if not run_units(cores[m], m, results):
+                ok = run_units(cores[m], m, results)
+                # pytest's own summary line, alone on its line: .ci/run adds these up
+                print(results["units"][m]["summary"], flush=True)
+                if not ok:
                     failed.append("units %s" % m)
                 save(results)
         cells = [(v, newest_core) for v in consul_versions] + [(newest_consul, m) for m in core_minors]
@@ -429,7 +433,7 @@ def main():
             if v in bins and m in cores:
                 print("[matrix] smoke: Consul %s x ansible-core %s" % (v, m), flush=True)
                 ok = run_smoke(bins[v], v, cores[m], m, results, port_base)
-                print("[matrix]   %s" % results["smoke"]["%s|%s" % (v, m)]["summary"], flush=True)
+                print(results["smoke"]["%s|%s" % (v, m)]["summary"], flush=True)
                 if not ok:
                     failed.append("smoke %s x %s" % (v, m))
                 save(results)
