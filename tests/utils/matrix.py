@@ -42,7 +42,7 @@ def sh(cmd, env=None, timeout=3600, log=None, cwd=ROOT):
     """Run cmd; returns (rc, output, seconds). The output goes to log (a file) too."""
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         rc, out = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:
         rc, out = 124, "%s\nTIMEOUT after %ss" % ((e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes)
@@ -269,8 +269,9 @@ def write_doc(results, consul_versions, core_minors):
         "",
         "- **Consul**: %s or later (Community Edition; cluster peering is GA since 1.14). Proven here, built"
         " from the Go module proxy and passing the whole smoke: %s. Releases between them are supported on the"
-        " strength of those (not run here: %s)." % (consul_versions[0], ", ".join(proven_consul) or "none yet",
-                                                     ", ".join(v for v in consul_versions if v not in proven_consul) or "none"),
+        " strength of those (not run here: %s)." % (
+            consul_versions[0], ", ".join(proven_consul) or "none yet",
+            ", ".join(v for v in consul_versions if v not in proven_consul) or "none"),
         "- **Mixed versions and upgrades**: %s" % (
             "pairs of %s and %s in both roles, and an in-place upgrade of a peered pair from %s to %s, %s"
             " (a dialer on 1.21+ needs GRPC_ENFORCE_ALPN_ENABLED=false to reach an acceptor on 1.20 or"
@@ -322,11 +323,19 @@ def write_doc(results, consul_versions, core_minors):
         lines += [ALPN_TEXT, "", "tests/integration/test_versions.py, Consul %s and %s, ansible-core %s, %s: %s." % (
             ver["old"], ver["new"], ver["core"], ver["date"], mark(ver)), "",
             "| test | result |", "|---|---|"]
+        o, n = ver["old"], ver["new"]
         names = {
-            "test_mixed_versions_peer_and_verify[old-new]": "acceptor on %s, dialer on %s (with GRPC_ENFORCE_ALPN_ENABLED=false across the grpc-go 1.67 line): peer, verify, rerun 0 writes, unpeer" % (ver["old"], ver["new"]),
-            "test_mixed_versions_peer_and_verify[new-old]": "acceptor on %s, dialer on %s: peer, verify, rerun 0 writes, unpeer" % (ver["new"], ver["old"]),
-            "test_newer_dialer_to_older_acceptor_without_the_alpn_switch": "dialer on %s, acceptor on %s, no workaround: establishing fails with Consul's \"missing selected ALPN property\" (expected across the grpc-go 1.67 line, Consul <= 1.20 vs >= 1.21)" % (ver["new"], ver["old"]),
-            "test_upgrade_in_place_keeps_the_peering": "peered on %s, both servers restarted on %s with the same data dirs: still ACTIVE (same peering ID), imports visible, role rerun changed=0 with 0 writes" % (ver["old"], ver["new"]),
+            "test_mixed_versions_peer_and_verify[old-new]":
+                "acceptor on %s, dialer on %s (with GRPC_ENFORCE_ALPN_ENABLED=false across the grpc-go 1.67 line):"
+                " peer, verify, rerun 0 writes, unpeer" % (o, n),
+            "test_mixed_versions_peer_and_verify[new-old]":
+                "acceptor on %s, dialer on %s: peer, verify, rerun 0 writes, unpeer" % (n, o),
+            "test_newer_dialer_to_older_acceptor_without_the_alpn_switch":
+                "dialer on %s, acceptor on %s, no workaround: establishing fails with Consul's \"missing selected"
+                " ALPN property\" (expected across the grpc-go 1.67 line, Consul <= 1.20 vs >= 1.21)" % (n, o),
+            "test_upgrade_in_place_keeps_the_peering":
+                "peered on %s, both servers restarted on %s with the same data dirs: still ACTIVE (same peering ID),"
+                " imports visible, role rerun changed=0 with 0 writes" % (o, n),
         }
         for t, r in sorted(ver["tests"].items()):
             lines.append("| %s | %s |" % (names.get(t, t), r))
@@ -358,6 +367,7 @@ def write_doc(results, consul_versions, core_minors):
                 if p["outcome"] in ("rejected", "enterprise-only", "dropped") and (p["probe"], p["outcome"]) not in seen:
                     seen.add((p["probe"], p["outcome"]))
                     lines.append("- %s, Consul %s: %s" % (p["probe"], v, p["detail"].replace("|", "\\|")))
+    lines += ["", "## Known problems the matrix found", "", REPAIR_TEXT, ""]
     lines += ["", "## How the collection handles a field the server lacks", "", HANDLING_TEXT, ""]
     with open(DOC, "w") as f:
         f.write("\n".join(lines))
@@ -371,6 +381,18 @@ on <= 1.20: Consul answers `failed to exchange peering secret ... missing select
 the newer cluster accept (dial from the older one), or start the newer servers with
 `GRPC_ENFORCE_ALPN_ENABLED=false` (grpc-go's switch) until the older cluster is upgraded. Once both
 sides run 1.21+, nothing is needed (the in-place upgrade test)."""
+
+
+REPAIR_TEXT = """\
+**Repair when config entries name the peer** (the smoke's `test_role_pair_rerun_repair_unpeer`, in the
+cells marked FAIL above; seen on 1.14.11 and 1.22.7, in most runs but not all, so timing plays a part).
+After the acceptor deletes its side and the dialer's peering turns TERMINATED,
+establishing again *over* the TERMINATED dialer record leaves the acceptor's new peering TERMINATED and
+the dialer's ESTABLISHING, when exported-services / service-resolver entries on the two clusters name the
+peer (the smoke exports both ways and fails over to the peer). Reproduced with raw HTTP on 1.22.7.
+Deleting the TERMINATED dialer peering first (and waiting until it is gone), then establishing
+with the new token, peers them ACTIVE. Until `peering_establish` does that, delete the dialer's peering by
+hand (`peering_establish state=absent`) before rerunning the role."""
 
 
 HANDLING_TEXT = """\
@@ -415,7 +437,8 @@ def main():
                 for v in m.group(1).split("|"):
                     recipes[v] = "`" + m.group(2).strip() + "`"
         bins = {}
-        for v in sorted(set(consul_versions) | {newest_consul} | {c.split(":")[0] for c in args.cells.split(",") if c}, key=lambda s: [int(x) for x in s.split(".")]):
+        cell_consul = {c.split(":")[0] for c in args.cells.split(",") if c}
+        for v in sorted(set(consul_versions) | {newest_consul} | cell_consul, key=lambda s: [int(x) for x in s.split(".")]):
             print("[matrix] Consul %s: finding or building the binary" % v, flush=True)
             path, out = consul_bin(v)
             if not path:
