@@ -366,7 +366,7 @@ def write_doc(results, consul_versions, core_minors):
             for p in probes[v]["probes"]:
                 if p["outcome"] in ("rejected", "enterprise-only", "dropped") and (p["probe"], p["outcome"]) not in seen:
                     seen.add((p["probe"], p["outcome"]))
-                    lines.append("- %s, Consul %s: %s" % (p["probe"], v, p["detail"].replace("|", "\\|")))
+                    lines.append("- %s, Consul %s: %s" % (p["probe"], v, " ".join(p["detail"].split()).replace("|", "\\|")))
     lines += ["", "## Known problems the matrix found", "", REPAIR_TEXT, ""]
     lines += ["", "## How the collection handles a field the server lacks", "", HANDLING_TEXT, ""]
     with open(DOC, "w") as f:
