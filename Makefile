@@ -6,6 +6,9 @@
 #   make role-readme     regenerate roles/cluster_peering/README.md from meta/argument_specs.yml
 #   make docsite         regenerate docs/docsite/rst/ (the docs site's guides) from docs/*.md
 #   make release         cut the release of galaxy.yml's version: changelog, build, import, tag (RELEASE_TAG=1)
+#   make test-matrix every Consul x ansible-core cell (docs/compatibility.md); CONSUL_VERSIONS=, CORE_VERSIONS= narrow it
+#   make test-compat the quick version check make test runs: oldest+newest Consul x oldest+newest ansible-core
+#   make core-venvs  .venv-2.16 ... .venv-2.21 (one ansible-core each); make core-venv-2.18 for one
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -26,7 +29,8 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_PATH)
 
 .PHONY: help venv consul lab-up lab-down lab-status test sanity lint units integration molecule \
-        changelog-lint collection-link demo demo-clean bench clean galaxy-import role-readme docsite release
+        changelog-lint collection-link demo demo-clean bench clean galaxy-import role-readme docsite release \
+        test-matrix test-compat core-venvs
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -49,6 +53,13 @@ collection-link:
 	@mkdir -p $(COLL_PATH)/ansible_collections/seed
 	@ln -sfn $(CURDIR) $(COLL_PATH)/ansible_collections/seed/consul_peering
 
+# ansible-core releases beside .venv, each in its own venv (tests/utils/core_venv.sh; git-ignored .venv-*/).
+CORE_MINORS := $(shell bash tests/utils/core_venv.sh --list 2>/dev/null)
+core-venvs: $(addprefix core-venv-,$(CORE_MINORS))
+core-venv-%:
+	@bash tests/utils/core_venv.sh $* >/dev/null
+	@echo "[core-venv] .venv-$*: $$(.venv-$*/bin/ansible --version | head -1) on $$(.venv-$*/bin/python --version)"
+
 # --- lab -------------------------------------------------------------------
 lab-up:
 	@bash lab/lab.sh up
@@ -60,7 +71,7 @@ lab-status:
 	@bash lab/lab.sh status
 
 # --- gates -----------------------------------------------------------------
-test: venv sanity lint units changelog-lint galaxy-import integration molecule
+test: venv sanity lint units changelog-lint galaxy-import integration molecule test-compat
 	@echo "[test] all gates passed"
 
 sanity: venv
@@ -102,7 +113,10 @@ changelog-lint: venv
 integration: venv
 	@CONSUL_BIN=$$(bash lab/consul.sh) && export CONSUL_BIN && bash lab/lab.sh up
 	@echo "[integration] pytest tests/integration (real Consul lab)"
-	@$(BIN)/python -m pytest -q tests/integration $(PYTEST_ARGS)
+	@# test_smoke.py and test_versions.py belong to the version matrix (test-compat, test-matrix):
+	@# they start labs of their own on other Consul releases.
+	@$(BIN)/python -m pytest -q tests/integration --ignore=tests/integration/test_smoke.py \
+	  --ignore=tests/integration/test_versions.py $(PYTEST_ARGS)
 
 molecule: venv collection-link
 	@if [ -d extensions/molecule ] && ls extensions/molecule/*/molecule.yml >/dev/null 2>&1; then \
@@ -147,6 +161,25 @@ release: venv collection-link $(IMPORTER_VENV)/.installed
 	@$(BIN)/python tests/utils/galaxy_import.py $(DIST_DIR)/seed-consul_peering-$(RELEASE_VERSION).tar.gz
 	@echo "[release] 4/4 tag"
 	@$(BIN)/python tests/utils/release.py tag $(if $(RELEASE_TAG),--create,)
+# --- versions (docs/compatibility.md) ----------------------------------------
+# The whole matrix: every Consul release (lab/consul.sh --list) with the newest ansible-core, every
+# ansible-core (tests/utils/core_venv.sh --list) with the newest Consul, units everywhere, sanity on the
+# oldest and newest ansible-core, mixed versions and the in-place upgrade; rewrites docs/compatibility.md.
+CONSUL_VERSIONS ?=
+CORE_VERSIONS ?=
+test-matrix: venv
+	@$(BIN)/python tests/utils/matrix.py --consul "$(CONSUL_VERSIONS)" --core "$(CORE_VERSIONS)"
+
+# What make test / .ci/run cover beyond the pinned Consul and .venv's ansible-core: the oldest supported
+# Consul with the oldest and the newest ansible-core (units on both; the smoke on both cells). The newest
+# Consul is the integration suite's own lab, and test_packaging.py runs the oldest ansible-core against it.
+COMPAT_OLDEST_CONSUL := $(shell . lab/consul.env && echo $$CONSUL_VERSION_OLDEST)
+COMPAT_OLDEST_CORE   := $(firstword $(CORE_MINORS))
+COMPAT_NEWEST_CORE   := $(lastword $(CORE_MINORS))
+test-compat: venv
+	@$(BIN)/python tests/utils/matrix.py --quick --consul "$(COMPAT_OLDEST_CONSUL)" \
+	  --core "$(COMPAT_OLDEST_CORE),$(COMPAT_NEWEST_CORE)" \
+	  --cells "$(COMPAT_OLDEST_CONSUL):$(COMPAT_NEWEST_CORE),$(COMPAT_OLDEST_CONSUL):$(COMPAT_OLDEST_CORE)"
 
 # --- demo ------------------------------------------------------------------
 demo: venv collection-link

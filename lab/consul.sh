@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
 # Print the path of a working consul binary.
-# Order: $CONSUL_BIN, then `consul` on PATH, then a cached build of the pinned
-# version (lab/consul.env) from the Go module proxy, built on first use.
+# Order: $CONSUL_BIN, then `consul` on PATH (only when no CONSUL_VERSION is asked
+# for), then a cached build of the version from the Go module proxy, built on
+# first use. The version is $CONSUL_VERSION (one of CONSUL_VERSIONS in
+# lab/consul.env, "oldest" or "default"), else the pinned default.
 # Progress goes to stderr; only the path goes to stdout.
+#   bash lab/consul.sh --list   the buildable versions, one a line (oldest first)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lab/consul.env
 . "$here/consul.env"
-version=$CONSUL_VERSION
+
+if [ "${1:-}" = --list ]; then tr ' ' '\n' <<<"$CONSUL_VERSIONS"; exit 0; fi
+
+asked=${CONSUL_VERSION:-}
+case $asked in
+  oldest) asked=$CONSUL_VERSION_OLDEST ;;
+  default|newest) asked=$CONSUL_VERSION_DEFAULT ;;
+esac
+version=${asked:-$CONSUL_VERSION_DEFAULT}
+if ! consul_recipe "$version"; then
+  printf '[consul] ERROR: no build recipe for CONSUL_VERSION=%s; known: %s\n' "$version" "$CONSUL_VERSIONS" >&2
+  exit 2
+fi
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/seed-consul-peering"
 cached="$cache_root/consul-$version/consul"
 
@@ -25,7 +40,7 @@ if [ -n "${CONSUL_BIN:-}" ]; then
   works "$CONSUL_BIN" || die "CONSUL_BIN=$CONSUL_BIN does not run ('$CONSUL_BIN version' failed)"
   echo "$CONSUL_BIN"; exit 0
 fi
-if on_path=$(command -v consul 2>/dev/null) && works "$on_path"; then
+if [ -z "$asked" ] && on_path=$(command -v consul 2>/dev/null) && works "$on_path"; then
   echo "$on_path"; exit 0
 fi
 if [ -x "$cached" ] && works "$cached"; then
@@ -42,7 +57,7 @@ if [ -x "$cached" ] && works "$cached"; then echo "$cached"; exit 0; fi
 start=$(date +%s)
 work=$(mktemp -d "$cache_root/build-$version.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-say "building consul v$version from the Go module proxy (first time only; ~10-20 min on 2 cores)"
+say "building consul v$version from the Go module proxy (first time only; ~5-10 min on 2 cores)"
 say "step 1/3: downloading github.com/hashicorp/consul@v$version"
 dir=$(cd "$work" && go mod download -json "github.com/hashicorp/consul@v$version" \
       | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || true
@@ -63,7 +78,7 @@ say "step 2/3: downloading dependencies"
 GOFLAGS=-mod=mod go mod download >&2 || die "downloading consul's dependencies failed"
 say "step 3/3: compiling (CGO_ENABLED=0 go build -mod=mod -trimpath)"
 CGO_ENABLED=0 go build -mod=mod -trimpath \
-  -ldflags "-s -w -X github.com/hashicorp/consul/version.GitCommit=v$version" \
+  -ldflags "-s -w -X github.com/hashicorp/consul/version.GitCommit=v$version ${CONSUL_LDFLAGS:-}" \
   -o "$work/consul" . >&2 || die "go build of consul v$version failed (see the compiler output above)"
 works "$work/consul" || die "the built binary does not run"
 mkdir -p "$(dirname "$cached")"

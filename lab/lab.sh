@@ -4,6 +4,8 @@
 #   lab/lab.sh up      start (or reuse) the clusters, wait until ready, write $LAB_STATE_DIR/env
 #   lab/lab.sh down    stop the agents this lab started, remove their data and the env file
 #   lab/lab.sh status  one line per cluster; exit 0 when all are up, 3 otherwise
+#   lab/lab.sh restart stop every agent and start it again on the same data dir, with the
+#                      binary the environment selects now (an in-place upgrade), wait until ready
 #
 # Environment:
 #   LAB_CLUSTERS   number of clusters (default 2; cluster i has datacenter dc<i>)
@@ -19,6 +21,9 @@
 #                  The variants combine; see docs/lab.md. A running lab keeps its variant:
 #                  `up` with other settings refuses until `down`.
 #   CONSUL_BIN     consul binary to use (otherwise lab/consul.sh finds or builds one)
+#   CONSUL_VERSION a Consul release lab/consul.sh builds (and caches), e.g. 1.18.2 or "oldest"
+#   CLUSTER<i>_CONSUL_BIN / CLUSTER<i>_CONSUL_VERSION
+#                  the same for cluster i alone (mixed-version labs); unset: the lab's binary
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -103,6 +108,33 @@ load_settings() {
   if ! is_uint "$STOP_WAIT" || [ "$STOP_WAIT" -lt 1 ]; then
     die "LAB_STOP_WAIT must be a positive integer (got '$STOP_WAIT')"
   fi
+}
+
+# --- per-cluster Consul binaries (mixed-version labs) ---------------------------
+
+# CLUSTER<i>_CONSUL_BIN, else CLUSTER<i>_CONSUL_VERSION (built by consul.sh), else
+# the lab's CONSUL_BIN. Resolved once per command into CLUSTER_BIN[i].
+declare -a CLUSTER_BIN=()
+resolve_cluster_bins() {
+  local i var_bin var_ver b
+  for i in $(seq 1 "$N"); do
+    var_bin="CLUSTER${i}_CONSUL_BIN" var_ver="CLUSTER${i}_CONSUL_VERSION"
+    if [ -n "${!var_bin:-}" ]; then
+      b=$(CONSUL_BIN="${!var_bin}" bash "$here/consul.sh") || die "$var_bin=${!var_bin} does not run"
+    elif [ -n "${!var_ver:-}" ]; then
+      b=$(env -u CONSUL_BIN CONSUL_VERSION="${!var_ver}" bash "$here/consul.sh") \
+        || die "no consul binary for $var_ver=${!var_ver} (lab/consul.sh failed)"
+    else
+      b=$CONSUL_BIN
+    fi
+    [ -x "$b" ] || die "consul binary '$b' for cluster$i is not executable"
+    CLUSTER_BIN[i]=$b
+  done
+}
+
+# "1.14.11" from `consul version` (first line "Consul v1.14.11").
+consul_version_of() {
+  "$1" version 2>/dev/null | sed -n '1s/^Consul v\([^ ]*\).*/\1/p'
 }
 
 # --- per-cluster layout --------------------------------------------------------
@@ -288,12 +320,12 @@ start_agent() {
   render_config "$i" >"$(cfg_path "$i")"
   : >"$(log_path "$i")"
   # Detached in its own session; fd 8 (our lock) is closed so the agent does not hold it.
-  setsid nohup "$CONSUL_BIN" agent "-config-file=$(cfg_path "$i")" \
+  setsid nohup "${CLUSTER_BIN[i]:-$CONSUL_BIN}" agent "-config-file=$(cfg_path "$i")" \
     </dev/null >>"$(log_path "$i")" 2>&1 8>&- &
   pid=$!
   echo "$pid" >"$(pid_path "$i")"
   START_TIME[i]=$(date +%s)
-  say "cluster$i $(dc "$i") starting (pid $pid, ports $(port "$i" 0)-$(port "$i" $OFF_GRPC_TLS), log $(log_path "$i"))"
+  say "cluster$i $(dc "$i") starting Consul $(consul_version_of "${CLUSTER_BIN[i]:-$CONSUL_BIN}") (pid $pid, ports $(port "$i" 0)-$(port "$i" $OFF_GRPC_TLS), log $(log_path "$i"))"
 }
 
 http_get() {
@@ -481,6 +513,7 @@ cmd_up() {
   t0=$(date +%s)
   CONSUL_BIN=$(bash "$here/consul.sh") || die "no consul binary (lab/consul.sh failed)"
   [ -x "$CONSUL_BIN" ] || die "consul binary '$CONSUL_BIN' is not executable"
+  resolve_cluster_bins
   take_lock
 
   # A running lab keeps the variant it was started with.
@@ -515,6 +548,8 @@ cmd_up() {
       have=$(cat "$(cfg_path "$i")" 2>/dev/null || true)
       [ "$want" = "$have" ] \
         || die "cluster$i (pid $pid) runs with a different configuration (LAB_PORT_BASE or lab.sh changed?); run '$prog down' first"
+      [ "$(readlink -f "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "${CLUSTER_BIN[i]}")" ] \
+        || die "cluster$i (pid $pid) runs $(readlink -f "/proc/$pid/exe" 2>/dev/null), not ${CLUSTER_BIN[i]}; run '$prog down' first (or '$prog restart' to switch binaries on the same data)"
       echo "$pid" >"$(pid_path "$i")"
       if leader=$(ready "$i"); then
         say "cluster$i $(dc "$i") $(url "$i") already up (pid $pid, leader $leader): reusing it"
@@ -594,6 +629,8 @@ write_env() {
       echo "CLUSTER${i}_DC=$(dc "$i")"
       echo "CLUSTER${i}_GRPC_PORT=$(port "$i" $OFF_GRPC)"
       echo "CLUSTER${i}_GRPC_TLS_PORT=$(port "$i" $OFF_GRPC_TLS)"
+      echo "CLUSTER${i}_CONSUL_BIN=${CLUSTER_BIN[i]:-$CONSUL_BIN}"
+      echo "CLUSTER${i}_CONSUL_VERSION=$(consul_version_of "${CLUSTER_BIN[i]:-$CONSUL_BIN}")"
       if [ "$TLS" = 1 ]; then
         echo "CLUSTER${i}_CACERT=$(ca_path)"
         echo "CLUSTER${i}_CLIENT_CERT=$(client_cert_path)"
@@ -634,6 +671,48 @@ cmd_down() {
   say "down: removed data and state under $STATE"
 }
 
+# Stop every agent, start it again on its data dir with the binary selected now
+# (CONSUL_BIN / CONSUL_VERSION / CLUSTER<i>_...), and wait until each is ready again.
+cmd_restart() {
+  local i pid leader now t0
+  load_settings yes
+  t0=$(date +%s)
+  CONSUL_BIN=$(bash "$here/consul.sh") || die "no consul binary (lab/consul.sh failed)"
+  resolve_cluster_bins
+  take_lock
+  [ -n "$(all_our_agents)" ] || die "no lab agent running in $STATE; use '$prog up'"
+  local -a pids=()
+  for i in $(seq 1 "$N"); do
+    pid=$(find_pid "$i") || die "cluster$i has no running agent; use '$prog up'"
+    pids+=("$pid")
+  done
+  say "restarting cluster1..cluster$N (pid ${pids[*]}) on their data dirs"
+  stop_pids "${pids[@]}" || die "could not stop every agent"
+  START_TIME=()
+  for i in $(seq 1 "$N"); do start_agent "$i"; done
+  local -a pending next
+  pending=($(seq 1 "$N"))
+  while [ ${#pending[@]} -gt 0 ]; do
+    next=()
+    for i in "${pending[@]}"; do
+      now=$(date +%s)
+      if leader=$(ready "$i"); then
+        say "cluster$i $(dc "$i") ready again in $((now - START_TIME[i]))s (Consul $(consul_version_of "${CLUSTER_BIN[i]}"), leader $leader)"
+      elif ! find_pid "$i" >/dev/null; then
+        fail_cluster "$i" "the agent exited during the restart"
+      elif [ $((now - START_TIME[i])) -ge "$WAIT" ]; then
+        fail_cluster "$i" "not ready ${WAIT}s after the restart"
+      else
+        next+=("$i")
+      fi
+    done
+    pending=("${next[@]}")
+    [ ${#pending[@]} -gt 0 ] && sleep 0.5
+  done
+  write_env
+  say "restart: $N cluster(s) ready in $(( $(date +%s) - t0 ))s"
+}
+
 cmd_status() {
   local i pid leader all_up=0 state
   load_settings yes
@@ -655,7 +734,7 @@ cmd_status() {
 main() {
   local cmd=${1:-}
   case "$cmd" in
-    up|down|status) ;;
+    up|down|status|restart) ;;
     -h|--help|help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
