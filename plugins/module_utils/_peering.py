@@ -545,6 +545,12 @@ def ensure_established(client, params, check_mode, warn):
         if existing and existing.get("State") == "DELETING":
             wait_peering_gone(client, name, params["wait_timeout"])
             existing = None
+        elif existing and existing.get("State") == "TERMINATED":
+            # Establishing over a TERMINATED record can leave the acceptor's new peering TERMINATED and this
+            # one ESTABLISHING (seen on 1.14.11 and 1.22.7 when config entries on both sides name the peer):
+            # the record is deleted first, and the peering made anew.
+            delete_peering_and_wait(client, name, params["wait_timeout"])
+            existing = None
         try:
             establish(client, name, token, decoded, meta)
         except ConsulError:

@@ -104,9 +104,23 @@ def test_establishing_peering_with_the_same_peer_is_waited_for_without_writing(c
     assert session.methods() == ["GET", "GET"]
 
 
+def test_terminated_peering_is_deleted_then_established_anew(capsys):
+    """Establishing over a TERMINATED record can leave both sides stuck (issue 16's matrix found it):
+    the record is deleted and waited for first."""
+    session = FakeSession(
+        ("GET", PATH, ok(dialer(NAME, state="TERMINATED"))),
+        ("DELETE", PATH, ok(None)),
+        ("GET", PATH, not_found(NAME)),
+        ESTABLISH,
+        ("GET", PATH, ok(dialer(NAME))),
+    )
+    rc, result, dummy = run(peering_establish, args(), session, capsys, diff=True)
+    assert rc == 0 and result["changed"] is True and result["operation"] == "reestablish"
+    assert session.methods() == ["GET", "DELETE", "GET", "POST", "GET"]
+
+
 @pytest.mark.parametrize("existing", [
     dialer(NAME, state="ACTIVE", peer_id=OTHER_PEER_ID),
-    dialer(NAME, state="TERMINATED"),
     dialer(NAME, state="FAILING"),
     dialer(NAME, state="PENDING"),
 ])
@@ -238,7 +252,7 @@ def test_failed_establishment_leaves_no_new_peering_behind(capsys):
 
 def test_failed_reestablishment_keeps_the_existing_peering(capsys):
     session = FakeSession(
-        ("GET", PATH, ok(dialer(NAME, state="TERMINATED"))),
+        ("GET", PATH, ok(dialer(NAME, state="FAILING"))),
         ("POST", "/v1/peering/establish", Resp(403, text=USED)),
     )
     rc, result, dummy = run(peering_establish, args(), session, capsys)
