@@ -400,6 +400,38 @@ def _header_problems(header, where):
     return errors
 
 
+# Consul releases that introduced input fields (measured on 1.14.11, 1.19.2 and 1.22.7, docs/compatibility.md):
+# an older server answers 400 "invalid config key"; the modules refuse first, naming the release.
+SAMENESS_GROUPS = (1, 16, 0)
+JWT_REQUIREMENTS = (1, 16, 0)
+HEADER_CONTAINS_IGNORE_CASE = (1, 20, 1)
+
+
+def intentions_version_needs(sources, jwt=None):
+    """[(minimum version, what)] for the intentions input given; [] when any supported Consul takes it."""
+    needs = []
+    if jwt:
+        needs.append((JWT_REQUIREMENTS, "jwt"))
+    for i, src in enumerate(sources or []):
+        if is_set(src.get("sameness_group")):
+            needs.append((SAMENESS_GROUPS, "sources[%d].sameness_group" % i))
+        for j, perm in enumerate(src.get("permissions") or []):
+            if perm.get("jwt"):
+                needs.append((JWT_REQUIREMENTS, "sources[%d].permissions[%d].jwt" % (i, j)))
+            for k, header in enumerate(((perm.get("http") or {}).get("header")) or []):
+                for opt in ("contains", "ignore_case"):
+                    if is_set(header.get(opt)):
+                        needs.append((HEADER_CONTAINS_IGNORE_CASE, "sources[%d].permissions[%d].http.header[%d].%s"
+                                       % (i, j, k, opt)))
+    return needs
+
+
+def exported_services_version_needs(services):
+    return [(SAMENESS_GROUPS, "services[%d].consumers[%d].sameness_group" % (i, j))
+            for i, svc in enumerate(services or []) for j, c in enumerate(svc.get("consumers") or [])
+            if is_set(c.get("sameness_group"))]
+
+
 def intentions_enterprise_fields(sources, namespace=None):
     """Input that only Consul Enterprise understands, as 'field value' strings."""
     found = []

@@ -24,6 +24,7 @@ from ansible_collections.seed.consul_peering.plugins.module_utils._config_entrie
     DEFAULT,
     ENTRY_COMPUTED,
     ENTRY_TENANCY,
+    SAMENESS_GROUPS,
     WILDCARD,
     is_set,
     non_default,
@@ -317,6 +318,17 @@ def _removal_problems(failovers):
                 errors.append("%s.targets[%d]: the target names nothing; set at least one of peer, service, "
                               "service_subset, datacenter, namespace or partition" % (where, j))
     return errors
+
+
+def resolver_version_needs(params):
+    """[(minimum version, what)]: sameness groups in redirect or failover need Consul 1.16."""
+    needs = []
+    if is_set((params.get("redirect") or {}).get("sameness_group")):
+        needs.append((SAMENESS_GROUPS, "redirect.sameness_group"))
+    for i, failover in enumerate(params.get("failover") or []):
+        if is_set(failover.get("sameness_group")):
+            needs.append((SAMENESS_GROUPS, "failover[%d].sameness_group" % i))
+    return needs
 
 
 def validate_resolver(params):

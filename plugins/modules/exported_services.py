@@ -190,6 +190,7 @@ from ansible_collections.seed.consul_peering.plugins.module_utils._config_entrie
     canonical_exported_services,
     explain_write_error,
     exported_services_enterprise_fields,
+    exported_services_version_needs,
     merge_exported_services,
     validate_exported_services,
 )
@@ -221,6 +222,8 @@ def logic(module, client):
     enterprise = exported_services_enterprise_fields(p["services"], name)
     if enterprise:
         client.require_enterprise_for(", ".join(enterprise))
+    if p["state"] == "present":
+        client.require_version(exported_services_version_needs(p["services"]))
     return apply_config_entry(
         client, EXPORTED_SERVICES, name,
         build=lambda current: merge_exported_services(current, p["services"], name, p["state"], p["exclusive"]),

@@ -382,6 +382,7 @@ from ansible_collections.seed.consul_peering.plugins.module_utils._config_entrie
     canonical_intentions,
     explain_intentions_error,
     intentions_enterprise_fields,
+    intentions_version_needs,
     merge_intentions,
     validate_intention_sources,
 )
@@ -450,6 +451,8 @@ def logic(module, client):
     enterprise = intentions_enterprise_fields(p["sources"], namespace)
     if enterprise:
         client.require_enterprise_for(", ".join(enterprise))
+    if p["state"] == "present":
+        client.require_version(intentions_version_needs(p["sources"], p["jwt"]))
 
     def build(current):
         return merge_intentions(current, p["sources"], name, p["state"], p["exclusive"], namespace, partition,

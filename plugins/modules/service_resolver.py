@@ -351,6 +351,7 @@ from ansible_collections.seed.consul_peering.plugins.module_utils._service_resol
     build_resolver,
     canonical_resolver,
     resolver_enterprise_fields,
+    resolver_version_needs,
     validate_resolver,
 )
 
@@ -416,6 +417,7 @@ def logic(module, client):
         enterprise = resolver_enterprise_fields(p)
         if enterprise:
             client.require_enterprise_for(", ".join(enterprise))
+        client.require_version(resolver_version_needs(p))
     return apply_config_entry(
         client, SERVICE_RESOLVER, p["name"],
         build=lambda current: build_resolver(current, p),

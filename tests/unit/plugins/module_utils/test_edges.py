@@ -376,3 +376,44 @@ def test_a_lost_answer_to_a_cas_delete_still_reports_changed():
         ce.canonical_exported_services, sleep=lambda s: None, rand=lambda: 0.5)
     assert result["changed"] is True and result["operation"] == "delete", result
     assert [c.method for c in session.calls] == ["GET", "DELETE", "GET"]
+
+
+# --- fields newer than the server: refused naming the release (issue 16's table) ---------------------
+
+def agent_self(version):
+    return ("GET", "/v1/agent/self", ok({"Config": {"Version": version, "VersionMetadata": ""}}))
+
+
+@pytest.mark.parametrize("opt", ["contains", "ignore_case"])
+def test_header_contains_on_consul_1_19_is_refused_naming_1_20_1(capsys, opt):
+    header = {"name": "x-id", "exact": "a"} if opt == "ignore_case" else {"name": "x-id"}
+    header[opt] = True if opt == "ignore_case" else "ab"
+    args = {"name": "api", "sources": [{"name": "web", "permissions": [
+        {"action": "allow", "http": {"path_prefix": "/", "header": [header]}}]}]}
+    session = FakeSession(agent_self("1.19.2"))
+    rc, result, dummy = run(service_intentions, args, session, capsys)
+    assert rc == 1 and "header[0].%s needs Consul 1.20.1 or later" % opt in result["msg"]
+    assert "runs Consul 1.19.2" in result["msg"] and session.methods() == ["GET"]
+
+
+def test_jwt_on_consul_1_15_is_refused_and_1_22_goes_ahead(capsys):
+    args = {"name": "api", "sources": [{"name": "web", "action": "allow"}], "jwt": {"providers": [{"name": "okta"}]}}
+    rc, result, dummy = run(service_intentions, args, FakeSession(agent_self("1.15.4")), capsys)
+    assert rc == 1 and "jwt needs Consul 1.16.0 or later" in result["msg"]
+    session = FakeSession(agent_self("1.22.7"), ("GET", "/v1/config/service-intentions/api",
+                                                 Resp(404, text='Config entry not found for "service-intentions" / "api"')))
+    rc, result, dummy = run(service_intentions, args, session, capsys, check_mode=True)
+    assert rc == 0 and result["changed"] is True
+
+
+def test_input_every_supported_consul_takes_costs_no_version_read(capsys):
+    session = FakeSession(("GET", "/v1/config/service-intentions/api",
+                           Resp(404, text='Config entry not found for "service-intentions" / "api"')))
+    rc, result, dummy = run(service_intentions, {"name": "api", "sources": [{"name": "web", "action": "allow"}]},
+                            session, capsys, check_mode=True)
+    assert rc == 0 and session.methods() == ["GET"]
+
+
+def test_version_tuple_reads_consul_versions():
+    assert api.version_tuple("1.22.7") == (1, 22, 7) and api.version_tuple("1.21.5+ent") == (1, 21, 5)
+    assert api.version_tuple("v1.14") == (1, 14, 0) and api.version_tuple("dev") is None
