@@ -154,8 +154,8 @@ def test_exported_services_keep_every_field(ansible, lab):
         after = drop_server_fields(get_entry(url, "exported-services", "default"))
         assert after["Meta"] == before["Meta"]
         # The module writes services sorted by name; every one that was there is there unchanged.
-        by_name = lambda services: sorted(services, key=lambda s: s["Name"])  # noqa: E731
-        assert by_name(s for s in after["Services"] if s["Name"] != "api") == by_name(before["Services"])
+        kept = sorted((s for s in after["Services"] if s["Name"] != "api"), key=lambda s: s["Name"])
+        assert kept == sorted(before["Services"], key=lambda s: s["Name"])
     finally:
         consul(url, "DELETE", "/v1/config/exported-services/default")
 
