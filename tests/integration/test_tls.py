@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import ssl
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 
@@ -183,10 +185,39 @@ def test_no_ca_fails_clearly(tls_lab, call):
                 "not signed by a trusted CA", "ca_path is not set")
 
 
-def test_missing_ca_file_fails_before_any_request(tls_lab, call, tmp_path):
+@pytest.fixture
+def listener():
+    """A loopback TCP listener that counts connections: a task that fails "before any request" opens none."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.2)
+    state = {"connections": 0, "stop": False}
+
+    def accept():
+        while not state["stop"]:
+            try:
+                conn, dummy = sock.accept()
+            except OSError:
+                continue
+            state["connections"] += 1
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield "https://127.0.0.1:%d" % sock.getsockname()[1], state
+    state["stop"] = True
+    thread.join(timeout=5)
+    sock.close()
+
+
+def test_missing_ca_file_fails_before_any_request(tls_lab, call, tmp_path, listener):
     missing = str(tmp_path / "nope.pem")
     failed_with(call("peering_info", {"url": tls_lab["CLUSTER1_URL"], "ca_path": missing}),
                 "ca_path", missing, "does not exist")
+    url, seen = listener
+    failed_with(call("peering_info", {"url": url, "ca_path": missing}), "does not exist")
+    assert seen["connections"] == 0
 
 
 def test_validate_certs_false_works_with_a_warning(tls_lab, call):
@@ -285,10 +316,15 @@ def test_mtls_with_a_client_cert_from_another_ca_fails_clearly(mtls_lab, call, o
                 "rejected the client certificate", other_ca["cert"])
 
 
-def test_client_cert_without_key_fails_before_any_request(mtls_lab, call):
+def test_client_cert_without_key_fails_before_any_request(mtls_lab, call, listener):
     failed_with(call("peering_info", {"url": mtls_lab["CLUSTER1_URL"], "ca_path": mtls_lab["LAB_CACERT"],
                                       "client_cert": mtls_lab["LAB_CLIENT_CERT"]}),
                 "client_cert and client_key must be given together")
+    url, seen = listener
+    failed_with(call("peering_info", {"url": url, "ca_path": mtls_lab["LAB_CACERT"],
+                                      "client_cert": mtls_lab["LAB_CLIENT_CERT"]}),
+                "client_cert and client_key must be given together")
+    assert seen["connections"] == 0
 
 
 def test_mismatched_client_key_fails_clearly(mtls_lab, call, other_ca):

@@ -135,9 +135,12 @@ def test_reestablish(capsys, existing):
     assert result["diff"]["after"]["peer_id"] == PEER_ID
 
 
-def test_deleting_peering_is_waited_for_then_established(capsys):
+@pytest.mark.parametrize("deleting", [dialer(NAME, state="DELETING"), acceptor(NAME, state="DELETING")],
+                         ids=["dialing-side", "accepting-side"])
+def test_deleting_peering_of_that_name_is_waited_for_then_established(capsys, deleting):
+    """A DELETING peering of that name, whichever side it was, is waited for; then a fresh establish."""
     session = FakeSession(
-        ("GET", PATH, ok(dialer(NAME, state="DELETING"))),
+        ("GET", PATH, ok(deleting)),
         ("GET", PATH, not_found(NAME)),
         ESTABLISH,
         ("GET", PATH, ok(dialer(NAME))),
@@ -325,18 +328,6 @@ def test_token_with_padding_stripped_still_works(capsys):
     rc, result, dummy = run(peering_establish, args(peering_token=token), session, capsys)
     assert rc == 0
     assert result["changed"] is False
-
-
-def test_deleting_acceptor_peering_of_that_name_is_waited_for(capsys):
-    session = FakeSession(
-        ("GET", PATH, ok(acceptor(NAME, state="DELETING"))),
-        ("GET", PATH, not_found(NAME)),
-        ESTABLISH,
-        ("GET", PATH, ok(dialer(NAME))),
-    )
-    rc, result, dummy = run(peering_establish, args(), session, capsys)
-    assert rc == 0
-    assert result["operation"] == "establish"
 
 
 def test_repointed_peering_must_reach_the_new_peer(capsys):
