@@ -22,7 +22,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_PATH)
 
 .PHONY: help venv consul lab-up lab-down lab-status test sanity lint units integration molecule \
-        changelog-lint collection-link demo demo-clean bench clean
+        changelog-lint collection-link demo demo-clean bench clean test-ha
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -115,3 +115,9 @@ bench: venv collection-link
 
 clean:
 	rm -rf .ansible tests/output
+
+# HA scenarios (issue 17): one 3-server-per-cluster lab for leader loss, survival, partition,
+# lost state, concurrency and load; writes docs/reliability-ha.md. HA_PORT_BASE picks the ports.
+test-ha: venv collection-link
+	@echo "[test-ha] pytest tests/integration/test_ha.py (HA lab, LAB_SERVERS=3)"
+	@$(BIN)/python -m pytest -q tests/integration/test_ha.py $(PYTEST_ARGS)
