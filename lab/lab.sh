@@ -20,7 +20,8 @@
 #                  `up` with other settings refuses until `down`.
 #   LAB_SERVERS    servers per cluster: 1 (default) or 3 (HA: one raft of 3, bootstrap_expect=3,
 #                  retry_join among them; server j>0 listens on offsets 80+/90+, see docs/lab.md).
-#                  `up` also restarts a killed server of a running HA cluster, keeping its data.
+#                  `up` also restarts a killed server of a running HA cluster, keeping its data;
+#                  with LAB_RESTART=1 also a cluster whose servers are all stopped.
 #   CONSUL_BIN     consul binary to use (otherwise lab/consul.sh finds or builds one)
 set -euo pipefail
 
@@ -523,6 +524,12 @@ ha_start_rest() {
   done
 }
 
+# LAB_RESTART=1: a cluster whose servers are all stopped is started again with its data
+# (a whole-cluster outage), instead of being rebuilt empty.
+ha_restart_wanted() {
+  [ "${LAB_RESTART:-0}" = 1 ] && [ -d "$(cdir "$1")/data" ] && [ -s "$(cfg_path "$1")" ]
+}
+
 ha_any_alive() {
   local i=$1 j
   for j in $(seq 0 $((SERVERS - 1))); do
@@ -665,7 +672,7 @@ cmd_up() {
   local -a to_start=() to_wait=()
   START_TIME=()
   for i in $(seq 1 "$N"); do
-    if [ "$SERVERS" -gt 1 ] && ha_any_alive "$i"; then ha_reuse "$i"; continue; fi
+    if [ "$SERVERS" -gt 1 ] && { ha_any_alive "$i" || ha_restart_wanted "$i"; }; then ha_reuse "$i"; continue; fi
     if pid=$(find_pid "$i"); then
       want=$(render_config "$i")
       have=$(cat "$(cfg_path "$i")" 2>/dev/null || true)
