@@ -8,7 +8,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: cluster_lock
-version_added: 0.2.0
+version_added: 0.1.0
 short_description: Hold a run-wide lock in a Consul cluster's KV store (a session lock)
 description:
   - Serializes runs that change the same Consul cluster, such as two overlapping

@@ -574,7 +574,12 @@ SECTIONS = (
     ("survival", "Survival of an established peering", "The dialer's view of the peering is polled."),
     ("partition", "Partition and recovery times",
      "The acceptor's servers are frozen with SIGSTOP (a partition as the dialer sees it: the TCP connection "
-     "stays open, nothing answers) and continued with SIGCONT."),
+     "stays open, nothing answers) and continued with SIGCONT.\n\n"
+     "**Policy (docs/decisions.md, issue 17):** FAILING heals by itself (no FAILING at all on a leader "
+     "failover; about 70 s of FAILING after a 20 s freeze), and a peer whose state was lost shows a missing "
+     "acceptor record, not a dialer state. So a pair is re-peered when a record is missing, the IDs differ, or "
+     "a side is TERMINATED/DELETING; FAILING (and acceptor-side PENDING) with matching IDs is reported and "
+     "only re-peered once the dialer's last contact is older than `cluster_peering_failing_grace` (300 s)."),
     ("lost-state", "Lost state", "All acceptor servers killed, data dirs removed, cluster rebuilt empty."),
     ("concurrency", "Concurrency", "Runs started at the same moment as separate processes."),
     ("load", "Load", "Measured on this machine (2 shared cores)."),
