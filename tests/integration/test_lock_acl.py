@@ -9,7 +9,6 @@ Ports: LOCK_ACL_PORT_BASE (default 17000; one single-server cluster at 17100-171
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 
