@@ -593,8 +593,10 @@ class ConsulClient:
             retryable = status in RETRY_STATUSES or (status == 500 and any(t in text for t in RETRY_500_TEXTS))
             if retryable and safe:
                 continue
-            # A gateway's 502/504 says nothing of whether the server behind it applied the write.
-            last.maybe_applied = status in (502, 504) and method not in ("GET", "HEAD")
+            # A gateway's 502/504 says nothing of whether the server behind it applied the write; nor does
+            # a 500 of a leader change ("rpc error making call: EOF": the old leader may have committed it).
+            # A caller that can check (a CAS loop re-reads) then retries instead of failing the run.
+            last.maybe_applied = (status in (502, 504) or retryable) and method not in ("GET", "HEAD")
             raise last
         raise last
 

@@ -163,3 +163,29 @@ def test_session_create_is_retried_after_a_leader_loss():
     session = FakeSession(("PUT", "/v1/session/create", Resp(500, text="No cluster leader")),
                           ("PUT", "/v1/session/create", ok({"ID": SID})))
     assert client(session).create_session("x", 30) == SID
+
+
+@pytest.mark.parametrize("text", ["No cluster leader", "rpc error making call: EOF"])
+def test_a_cas_write_lost_in_a_leader_change_may_have_been_applied(text):
+    # Not repeated by the transport (not safe), but flagged so that a CAS loop re-reads and retries.
+    session = FakeSession(("PUT", "/v1/config", Resp(500, text=text)))
+    with pytest.raises(ConsulError) as exc:
+        client(session).cas_put_config_entry({"Kind": "exported-services", "Name": "default"}, 7)
+    assert exc.value.maybe_applied is True and len(session.calls) == 1
+
+
+def test_exported_services_survives_a_leader_change_during_its_cas_write(capsys):
+    from ansible_collections.seed.consul_peering.plugins.modules import exported_services
+    entry = {"Kind": "exported-services", "Name": "default", "ModifyIndex": 7,
+             "Services": [{"Name": "backend", "Consumers": [{"Peer": "cluster-2"}]}]}
+    after = dict(entry, ModifyIndex=9, Services=entry["Services"] + [
+        {"Name": "other", "Consumers": [{"Peer": "cluster-2"}]}])
+    path = "/v1/config/exported-services/default"
+    session = FakeSession(("GET", path, ok(entry)),
+                          ("PUT", "/v1/config", Resp(500, text="rpc error making call: EOF")),
+                          ("GET", path, ok(entry)),
+                          ("PUT", "/v1/config", ok(True)),
+                          ("GET", path, ok(after)))
+    rc, result, dummy = run(exported_services, dict(services=[{"name": "other", "consumers": [{"peer": "cluster-2"}]}]),
+                            session, capsys)
+    assert rc == 0 and result["changed"] is True
