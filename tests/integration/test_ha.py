@@ -157,8 +157,25 @@ def module(ansible, name, url, **args):
     return run, time.monotonic() - t0
 
 
-def converged(ha):
-    """(ok, why): one ACTIVE pair whose IDs match, and the export present on the acceptor."""
+def converged(ha, timeout=60):
+    """(ok, why): one ACTIVE pair whose IDs match, and the export present on the acceptor.
+
+    Waits (bounded) while a cluster has no leader yet or the pair is still coming up.
+    """
+    box = {}
+
+    def probe():
+        try:
+            box["r"] = converged_now(ha)
+        except OSError as e:
+            box["r"] = (False, "unreadable: %s" % e)
+        return box["r"][0]
+
+    wait_for(probe, timeout=timeout, interval=1)
+    return box["r"]
+
+
+def converged_now(ha):
     s1, acc = consul(ha.live_url(1), path="/v1/peerings")
     s2, dial = consul(ha.live_url(2), path="/v1/peerings")
     if s1 != 200 or s2 != 200:
