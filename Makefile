@@ -30,7 +30,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_PATH)
 
 .PHONY: help venv consul lab-up lab-down lab-status test sanity lint units integration molecule \
         changelog-lint collection-link demo demo-clean bench clean galaxy-import role-readme docsite release \
-        test-matrix test-compat core-venvs
+        test-matrix test-compat core-venvs test-ha
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -113,10 +113,10 @@ changelog-lint: venv
 integration: venv
 	@CONSUL_BIN=$$(bash lab/consul.sh) && export CONSUL_BIN && bash lab/lab.sh up
 	@echo "[integration] pytest tests/integration (real Consul lab)"
-	@# test_smoke.py and test_versions.py belong to the version matrix (test-compat, test-matrix):
-	@# they start labs of their own on other Consul releases.
+	@# test_smoke.py and test_versions.py belong to the version matrix (test-compat, test-matrix), and
+	@# test_ha.py to make test-ha: they start labs of their own (other Consul releases, 3-server clusters).
 	@$(BIN)/python -m pytest -q tests/integration --ignore=tests/integration/test_smoke.py \
-	  --ignore=tests/integration/test_versions.py $(PYTEST_ARGS)
+	  --ignore=tests/integration/test_versions.py --ignore=tests/integration/test_ha.py $(PYTEST_ARGS)
 
 molecule: venv collection-link
 	@if [ -d extensions/molecule ] && ls extensions/molecule/*/molecule.yml >/dev/null 2>&1; then \
@@ -193,3 +193,9 @@ bench: venv collection-link
 
 clean:
 	rm -rf .ansible tests/output
+
+# HA scenarios (issue 17): one 3-server-per-cluster lab for leader loss, survival, partition,
+# lost state, concurrency and load; writes docs/reliability-ha.md. HA_PORT_BASE picks the ports.
+test-ha: venv collection-link
+	@echo "[test-ha] pytest tests/integration/test_ha.py (HA lab, LAB_SERVERS=3)"
+	@$(BIN)/python -m pytest -q tests/integration/test_ha.py $(PYTEST_ARGS)

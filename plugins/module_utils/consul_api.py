@@ -593,8 +593,10 @@ class ConsulClient:
             retryable = status in RETRY_STATUSES or (status == 500 and any(t in text for t in RETRY_500_TEXTS))
             if retryable and safe:
                 continue
-            # A gateway's 502/504 says nothing of whether the server behind it applied the write.
-            last.maybe_applied = status in (502, 504) and method not in ("GET", "HEAD")
+            # A gateway's 502/504 says nothing of whether the server behind it applied the write; nor does
+            # a 500 of a leader change ("rpc error making call: EOF": the old leader may have committed it).
+            # A caller that can check (a CAS loop re-reads) then retries instead of failing the run.
+            last.maybe_applied = (status in (502, 504) or retryable) and method not in ("GET", "HEAD")
             raise last
         raise last
 
@@ -802,6 +804,64 @@ class ConsulClient:
         # Not repeated once sent, like the CAS write: a lost answer is settled by reading again.
         res = self.request("DELETE", api_path("v1", "config", kind, name), query=query, safe=False)
         return res is True or (isinstance(res, dict) and res.get("Deleted") is True)
+
+    # -- sessions and KV locks -------------------------------------------------
+    def create_session(self, name, ttl, behavior="delete", lock_delay="0s", node_checks=None):
+        """PUT /v1/session/create; returns the new session's ID.
+
+        Safe to repeat: a second session from a lost answer holds nothing and its TTL removes it.
+        node_checks=[] ties the session to its TTL alone (not to the health of the agent's node).
+        """
+        body = {"Name": name, "TTL": "%ds" % int(ttl), "Behavior": behavior, "LockDelay": lock_delay}
+        if node_checks is not None:
+            body["NodeChecks"] = list(node_checks)
+        res = self.request("PUT", "/v1/session/create", body=body, safe=True, expect=dict)
+        if not res.get("ID"):
+            raise ConsulError("Consul answered PUT /v1/session/create without an ID")
+        return res["ID"]
+
+    def session_info(self, session):
+        """The session, or None when Consul no longer has it (expired or destroyed)."""
+        res = self.request("GET", api_path("v1", "session", "info", session), expect=list, not_found=[],
+                           absent_text=r"^$")
+        return res[0] if res else None
+
+    def renew_session(self, session):
+        """PUT /v1/session/renew/<id>: the session, or None when it is gone (renewing is safe to repeat)."""
+        res = self.request("PUT", api_path("v1", "session", "renew", session), safe=True, expect=list, not_found=[],
+                           absent_text=r"(?i)not found")
+        return res[0] if res else None
+
+    def destroy_session(self, session):
+        """PUT /v1/session/destroy/<id> (safe to repeat: destroying a gone session is true too)."""
+        return self.request("PUT", api_path("v1", "session", "destroy", session), safe=True, expect=bool) is True
+
+    def kv_get(self, key, index=None, wait=None):
+        """A Response whose value is the KV entry of key (a dict, Value base64) or None when absent.
+
+        index/wait make it a blocking query: Consul answers when the key changes or after wait.
+        """
+        query = {}
+        if index is not None:
+            query.update(index=str(index), wait="%ds" % max(1, int(wait or 1)))
+        timeout = max(self.conn["timeout"], (wait or 0) + 5) if index is not None else None
+        resp = self.request("GET", api_path("v1", "kv", *key.split("/")), query=query, expect=list, not_found=[],
+                            absent_text=r"^$", with_meta=True, timeout=timeout)
+        resp.value = resp.value[0] if resp.value else None
+        return resp
+
+    def kv_acquire(self, key, value, session):
+        """PUT /v1/kv/<key>?acquire=<session>: True when the session holds the lock.
+
+        Safe to repeat: a session acquiring a lock it already holds gets true again.
+        """
+        return self.request("PUT", api_path("v1", "kv", *key.split("/")), query={"acquire": session}, body=value,
+                            safe=True, expect=bool) is True
+
+    def kv_release(self, key, session):
+        """PUT /v1/kv/<key>?release=<session> (safe to repeat)."""
+        return self.request("PUT", api_path("v1", "kv", *key.split("/")), query={"release": session},
+                            safe=True, expect=bool) is True
 
     # -- health --------------------------------------------------------------
     def service_instances_from_peer(self, service, peer):
