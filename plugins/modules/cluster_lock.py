@@ -32,17 +32,13 @@ author:
   - seed.consul_peering contributors (!UNKNOWN)
 extends_documentation_fragment:
   - seed.consul_peering.consul
-  - seed.consul_peering.consul.actiongroup_consul
+  - seed.consul_peering.consul.attributes
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    support: full
     details: Reads the key and reports whether the lock is free or who holds it; creates no session.
   diff_mode:
     support: none
-  platform:
-    support: full
-    platforms: posix
 options:
   state:
     description:
