@@ -27,13 +27,13 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OUT = os.path.join(ROOT, "docs", "docsite", "rst")
 LABEL_PREFIX = "ansible_collections.seed.consul_peering.docsite."
 # docs/<name>.md -> its section in extra-docs.yml (the order there is the order here). Left out:
-# docs/reliability.md and docs/benchmarks.md, reports that test and bench runs regenerate (a page
+# docs/reliability*.md, docs/compatibility.md and docs/benchmarks.md, reports that test, matrix and bench runs regenerate (a page
 # made from them would be stale after every run).
 GUIDES = {
     "Guides": ["topologies", "acl", "security", "awx", "eda", "failover", "lab", "consul-build"],
     "Project": ["architecture", "release", "decisions"],
 }
-NOT_ON_SITE = ["reliability", "benchmarks"]
+NOT_ON_SITE = ["reliability", "reliability-ha", "compatibility", "benchmarks"]
 UNDERLINE = {1: "=", 2: "-", 3: "~", 4: "^", 5: '"', 6: "'"}
 LEXERS = {"console", "yaml", "json", "text", "bash", "shell", "python", "ini", "sh", "none"}
 
