@@ -421,8 +421,8 @@ def intentions_version_needs(sources, jwt=None):
             for k, header in enumerate(((perm.get("http") or {}).get("header")) or []):
                 for opt in ("contains", "ignore_case"):
                     if is_set(header.get(opt)):
-                        needs.append((HEADER_CONTAINS_IGNORE_CASE, "sources[%d].permissions[%d].http.header[%d].%s"
-                                       % (i, j, k, opt)))
+                        what = "sources[%d].permissions[%d].http.header[%d].%s" % (i, j, k, opt)
+                        needs.append((HEADER_CONTAINS_IGNORE_CASE, what))
     return needs
 
 
