@@ -20,7 +20,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT, CountingProxy, _CountingHandler, consul, delete_all_peerings, read_env_file, wait_for
+from conftest import ROOT, CountingProxy, consul, delete_all_peerings, read_env_file, wait_for
 
 PLAYBOOKS = os.path.join(ROOT, "playbooks")
 TIMES = os.path.join(ROOT, "tests", "output", "reconciler-times.json")
@@ -309,35 +309,22 @@ def test_refusals_write_nothing(ansible, fleet, tmp_path):
     assert snapshot(fleet) == before
 
 
-class _FailEstablish(_CountingHandler):
-    """Forwards everything but the establish call, which gets Consul's kind of 500."""
-
-    def do_POST(self):
-        if self.path.split("?", 1)[0] == "/v1/peering/establish":
-            length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
-            body = b"simulated failure: the acceptor's servers cannot be reached"
-            self.send_response(500)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        self._forward()
+def fail_establish(method, path):
+    """Consul's kind of 500 for the establish call; everything else is forwarded."""
+    if method == "POST" and path == "/v1/peering/establish":
+        return 500, "simulated failure: the acceptor's servers cannot be reached"
+    return None
 
 
 def test_failed_establish_deletes_the_pending_peering_and_forgets_the_token(ansible, fleet, tmp_path):
     a, d = fleet["cluster-01"], fleet["cluster-02"]
-    proxy = CountingProxy(d)
-    proxy.server.RequestHandlerClass = _FailEstablish
-    proxy.thread.start()
+    proxy = CountingProxy(d, answer=fail_establish).start()
     try:
         hosts, groups = two_groups(fleet)
         hosts["cluster-02"]["cluster_peering_url"] = proxy.url
         failed = run(ansible, "peer_clusters", write_inventory(tmp_path, hosts, groups), "-vvv", json_output=False)
     finally:
-        proxy.server.shutdown()
-        proxy.server.server_close()
+        proxy.stop()
     assert failed.rc != 0
     assert "could not establish cluster-01" in failed.output and "simulated failure" in failed.output
     assert "eyJD" not in failed.output and "EstablishmentSecret" not in failed.output

@@ -30,6 +30,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         with self.server.lock:
             self.server.counts[(self.command, path)] += 1
+        canned = self.server.answer(self.command, path) if self.server.answer is not None else None
+        if canned is not None:
+            # The test answers this one itself (a simulated failure); Consul never sees it.
+            status, text = canned
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         headers = {}
         for h in ("X-Consul-Token", "Content-Type", "User-Agent"):
             if self.headers.get(h):
@@ -62,8 +73,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class CountingProxy:
     """Start with start(); url is the proxy's address; counts is a Counter of (method, path)."""
 
-    def __init__(self, target, drop_answer=None):
-        """drop_answer(method, path) -> bool: forward that request, then close without answering."""
+    def __init__(self, target, drop_answer=None, answer=None):
+        """drop_answer(method, path) -> bool: forward that request, then close without answering.
+        answer(method, path) -> (status, text) or None: answer that request without forwarding it."""
         parts = urlsplit(target)
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
@@ -72,6 +84,7 @@ class CountingProxy:
         self.server.counts = Counter()
         self.server.lock = threading.Lock()
         self.server.drop_answer = drop_answer
+        self.server.answer = answer
         self.server.dropped = 0
         self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
