@@ -99,6 +99,18 @@ def _add_unique(lst, value):
         lst.append(value)
 
 
+# How the modules say a cluster cannot be reached at all (consul_api's connection failures); any other
+# failed read is a problem to fix, not a cluster to skip.
+DOWN_TEXTS = ("cannot reach Consul at",)
+
+
+def is_down(read):
+    """Whether a failed read means the cluster is down (unreachable), as opposed to any other failure."""
+    if read.get("unreachable"):
+        return True
+    return any(str(read.get("msg") or "").startswith(t) for t in DOWN_TEXTS)
+
+
 def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=None, strategy="linear",
          prune=False):
     """Plan every cluster. Returns {"errors": [...], "hosts": {host: host_plan}}.
@@ -186,6 +198,11 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
                           "itself; point each inventory host at a different cluster" % (" and ".join(hosts), dom))
     for h in sorted(set(batch) - reachable):
         obs = clusters[h].get("observed") or {}
+        if obs.get("peerings") is None and obs.get("failed") and obs.get("down") is False:
+            # Not a cluster that is down: bad input, a refused ACL token, a TLS problem, an answer that is not
+            # Consul's. Skipping it would report success for an unpeer that did not happen.
+            errors.append("%s could not be read, and not because it is down: %s" % (h, obs.get("msg") or "failed"))
+            continue
         needed = clusters[h].get("state", "present") == "present" and any(
             clusters[p].get("state", "present") == "present" for p in peers_of[h])
         if needed:
@@ -530,7 +547,7 @@ class ActionModule(ActionBase):
                 read = var(h, read_var)
                 if isinstance(read, dict) and not read.get("skipped"):
                     failed = bool(read.get("failed") or read.get("unreachable"))
-                    observed = dict(failed=failed, msg=read.get("msg"),
+                    observed = dict(failed=failed, msg=read.get("msg"), down=is_down(read),
                                     peerings=None if failed else list(read.get("peerings") or []),
                                     trust_domain=read.get("trust_domain"))
                 else:

@@ -11,6 +11,7 @@ import itertools
 import pytest
 
 from ansible_collections.seed.consul_peering.plugins.action.cluster_peering_plan import (
+    is_down,
     MANAGED_KEY,
     MANAGED_VALUE,
     plan_or_errors,
@@ -463,3 +464,33 @@ def test_retired_cluster_in_the_play_but_in_no_topology_is_pruned_on_its_side_to
     again = ok(plan_or_errors({"c1": cl([acc("c2", "X")]), "c2": cl([dial("c1", "X")]), "c3": cl()},
                               acceptors=["c1"], dialers=["c2"], prune=True))
     assert not writes(again["c3"]) and not again["c3"]["reports"]
+
+
+# --- a failed read is skipped only when the cluster is down -------------------------------------
+
+@pytest.mark.parametrize("msg", ["the Consul address 'http://127.0.0.1:18200/v1' has a path, query or fragment; ...",
+                                 "permission denied: the ACL token lacks permission 'peering:read'",
+                                 "cannot talk to Consul at https://c2:8501 over TLS: the server certificate ..."])
+def test_unpeer_refuses_a_cluster_that_failed_for_another_reason_than_being_down(msg):
+    """Issue 15's case: unpeer through a URL with a path must not report success that did not happen."""
+    c2 = cl(state="absent", failed=True)
+    c2["observed"].update(msg=msg, down=False)
+    out = plan_or_errors({"c1": cl([acc("c2", "X")], state="absent"), "c2": c2}, acceptors=["c1"], dialers=["c2"])
+    assert out["errors"] and "c2 could not be read, and not because it is down" in out["errors"][0]
+
+
+def test_unpeer_skips_a_cluster_that_is_down():
+    c2 = cl(state="absent", failed=True)
+    c2["observed"].update(msg="cannot reach Consul at http://c2:8500: connection refused", down=True)
+    out = ok(plan_or_errors({"c1": cl([acc("c2", "X")], state="absent"), "c2": c2}, acceptors=["c1"], dialers=["c2"]))
+    assert out["c1"]["delete_acceptor"] == ["c2"] and out["c2"]["skip"] is True
+
+
+@pytest.mark.parametrize("read, down", [
+    ({"failed": True, "msg": "cannot reach Consul at http://c:8500: connection refused (after 4 attempts)"}, True),
+    ({"unreachable": True, "msg": "Failed to connect to the host via ssh"}, True),
+    ({"failed": True, "msg": "the Consul address 'http://c/v1' has a path, query or fragment"}, False),
+    ({"failed": True, "msg": "cannot talk to Consul at https://c:8501 over TLS: not signed by a trusted CA"}, False),
+])
+def test_is_down(read, down):
+    assert is_down(read) is down
