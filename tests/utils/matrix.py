@@ -124,7 +124,10 @@ def build_seconds(path):
 def core_bin(minor):
     rc, out, secs = sh(NICE + ["bash", "tests/utils/core_venv.sh", minor], timeout=1800,
                        log=os.path.join(OUT, "venv-%s.log" % minor))
-    return (out.strip().splitlines()[-1] if rc == 0 else None), out
+    # core_venv.sh prints the venv's bin directory on stdout; its progress and pip's go to stderr, which
+    # sh() appends after stdout, so the directory is the last line that names one, not the last line.
+    dirs = [line.strip() for line in out.splitlines() if line.strip().endswith("/bin") and os.path.isdir(line.strip())]
+    return (dirs[-1] if rc == 0 and dirs else None), out
 
 
 def pytest_env(extra):
