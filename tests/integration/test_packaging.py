@@ -175,28 +175,9 @@ OLD_VENV = os.path.join(ROOT, ".venv-2.16")  # git-ignored and build_ignored (.v
 # ansible-core 2.19 added ansible.module_utils.testing.patch_module_args, which the unit tests use;
 # on older releases this test harness shim (the same contract on the older _ANSIBLE_ARGS hook) is
 # added to .venv-2.16 only. It touches the test harness, not what the modules run on.
-PATCH_MODULE_ARGS_SHIM = '''# Added by tests/integration/test_packaging.py: patch_module_args for ansible-core < 2.19.
-from __future__ import annotations
-
-import contextlib
-import json
-
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
-
-
-@contextlib.contextmanager
-def patch_module_args(args=None):
-    args = dict(args or {})
-    args.setdefault("_ansible_remote_tmp", "/tmp")
-    args.setdefault("_ansible_keep_remote_files", False)
-    saved = basic._ANSIBLE_ARGS
-    basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    try:
-        yield
-    finally:
-        basic._ANSIBLE_ARGS = saved
-'''
+with open(os.path.join(ROOT, "tests", "utils", "patch_module_args_shim.py")) as _shim:
+    # One copy of the shim, shared with tests/utils/core_venv.sh.
+    PATCH_MODULE_ARGS_SHIM = _shim.read()
 
 
 def pinned(requirements, name):

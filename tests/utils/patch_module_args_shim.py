@@ -2,7 +2,7 @@
 # Copyright (c) seed.consul_peering contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-# Added by tests/utils/core_venv.sh (same as tests/integration/test_packaging.py): patch_module_args for ansible-core < 2.19.
+# Added by tests/utils/core_venv.sh and tests/integration/test_packaging.py: patch_module_args for ansible-core < 2.19.
 from __future__ import annotations
 
 import contextlib
