@@ -11,7 +11,9 @@ host's slice of the plan.
 
 from __future__ import annotations
 
+import datetime
 import re
+import time
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -22,6 +24,10 @@ MANAGED_VALUE = "seed.consul_peering"
 PEER_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # States in which a pair whose IDs agree is left alone (FAILING heals itself when the stream returns).
 LIVE = ("ACTIVE", "ESTABLISHING", "FAILING")
+# How long a pair whose IDs agree may go without contact (FAILING, or the acceptor's record read as PENDING
+# while its dialer is live) before it is made again: docs/decisions.md, "FAILING is not re-peered at once".
+FAILING_GRACE = 300
+RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 LINEAR = ("linear", "debug", "host_pinned_linear")
 SUPPORTED = ("run the play on every cluster of the topology, without --limit and without serial, with the "
              "linear strategy (the default); to unpeer one cluster, remove it from the inventory (or set its "
@@ -30,6 +36,25 @@ SUPPORTED = ("run the play on every cluster of the topology, without --limit and
 
 class PlanError(Exception):
     pass
+
+
+def epoch(stamp):
+    """Seconds since the epoch of one of Consul's RFC 3339 times, or None (unset, zero or unreadable)."""
+    m = RFC3339.match(stamp) if isinstance(stamp, str) else None
+    if not m or int(m.group(1)) < 2000:
+        return None
+    fraction = float("0." + m.group(7)) if m.group(7) else 0.0
+    zone = m.group(8)
+    offset = 0 if zone == "Z" else (int(zone[1:3]) * 60 + int(zone[4:6])) * (1 if zone[0] == "+" else -1)
+    when = datetime.datetime(*[int(m.group(i)) for i in range(1, 7)], tzinfo=datetime.timezone.utc)
+    return when.timestamp() + fraction - offset * 60
+
+
+def last_contact(*records):
+    """The latest stream contact (LastReceive, else LastHeartbeat) either side of a peering reports."""
+    times = [epoch(r.get(k)) for r in records for k in ("last_receive", "last_heartbeat")]
+    times = [t for t in times if t is not None]
+    return max(times) if times else None
 
 
 def is_managed(rec):
@@ -91,7 +116,7 @@ def _empty_host_plan(name):
     return dict(name=name, skip=False, delete_dialer=[], delete_acceptor=[], unref=[], tokens=[], establish=[],
                 exports=[], export_removals=[], intentions=[], intention_removals=[], failover=[],
                 failover_removals=[], wait=[], agree=[], verify=[], reports=[], warnings=[], summary=[],
-                renamed={}, peers=[])
+                renamed={}, peers=[], locks=[])
 
 
 def _add_unique(lst, value):
@@ -112,7 +137,7 @@ def is_down(read):
 
 
 def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=None, strategy="linear",
-         prune=False):
+         prune=False, failing_grace=FAILING_GRACE, now=None):
     """Plan every cluster. Returns {"errors": [...], "hosts": {host: host_plan}}.
 
     clusters: {inventory host: {
@@ -120,7 +145,11 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
         meta, server_external_addresses,
         observed: None (not read: outside the batch) | {"failed": bool, "msg": str,
                   "peerings": [peering_info summaries], "trust_domain": str}}}
+    failing_grace, now: a pair whose IDs agree but whose stream is down (FAILING, or the acceptor's record
+    PENDING while the dialer is live) is kept until neither side has heard from the other for
+    failing_grace seconds before now (time.time() when None); then it is made again.
     """
+    now = time.time() if now is None else now
     errors = []
     acceptors, dialers, mesh = list(acceptors), list(dialers), list(mesh)
     batch = list(clusters) if batch is None else list(batch)
@@ -279,17 +308,36 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
         for x, y in ([(a, d)] if fixed else [(a, d), (d, a)]):
             rx, ry = recs[x].get(names[y]), recs[y].get(names[x])
             if rx and ry and rx.get("role") == "acceptor" and ry.get("peer_id") == rx.get("id") \
-                    and rx["state"] in LIVE and ry["state"] in LIVE:
+                    and (rx["state"] in LIVE or rx["state"] == "PENDING") and ry["state"] in LIVE:
                 kept = (x, y, rx, ry)
                 break
+        if kept and (kept[2]["state"] != "ACTIVE" or kept[3]["state"] != "ACTIVE"):
+            x, y, rx, ry = kept
+            down = [(h, r) for h, r in ((x, rx), (y, ry)) if r["state"] in ("FAILING", "PENDING")]
+            contact = last_contact(rx, ry)
+            silent = None if contact is None else max(0, int(now - contact))
+            if down and silent is not None and silent > failing_grace:
+                # Past the grace time: the stream is not coming back by itself (a peer that moved, a
+                # changed address); a new token and a new stream are cheaper than waiting on.
+                for h, r in ((x, rx), (y, ry)):
+                    delete(h, r)
+                    hp[h]["summary"].append(
+                        "re-create the peering %s: %s, no contact with %s for %d s (cluster_peering_failing_grace "
+                        "is %d s)" % (r["name"], "/".join(sorted({rr["state"] for dummy, rr in down})),
+                                      names[y if h == x else x], silent, failing_grace))
+                kept = None
+            else:
+                for h, r in down:
+                    hp[h]["warnings"].append(
+                        "the peering %s on %s is %s (its stream is down; last contact %s); it is kept, as it recovers "
+                        "when the peer answers again, and made again once there is no contact for "
+                        "cluster_peering_failing_grace (%d s)"
+                        % (r["name"], h, r["state"], "unknown" if silent is None else "%d s ago" % silent,
+                           failing_grace))
         if kept:
             x, y, rx, ry = kept
             accounted[x].add(rx["name"])
             accounted[y].add(ry["name"])
-            for h, r in ((x, rx), (y, ry)):
-                if r["state"] == "FAILING":
-                    hp[h]["warnings"].append("the peering %s on %s is FAILING (its stream is down); it is kept, as "
-                                             "it recovers when the peer answers again" % (r["name"], h))
             # Anything else linking the two clusters is a duplicate (an old name): remove it.
             for (lx, lrx, ly, lry) in both:
                 for h, r in ((lx, lrx), (ly, lry)):
@@ -453,6 +501,12 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
             p["summary"].append("skipped: %s cannot be read" % h)
         p["peers"] = sorted(p["peers"])
         p["changes"] = bool(p["delete_acceptor"] or p["delete_dialer"] or p["tokens"] or p["establish"])
+    # The clusters whose lock a run must hold before it changes peerings: the accepting side of every peering
+    # it makes or removes (two runs making one peering both generate its token there), in peer-name order so
+    # that overlapping runs take them in one order and cannot deadlock. Config entries need none (CAS writes).
+    locks = sorted((h for h in hp if hp[h]["tokens"] or hp[h]["delete_acceptor"]), key=lambda h: (names[h], h))
+    for h in hp:
+        hp[h]["locks"] = locks
     return dict(errors=[], hosts=hp)
 
 
@@ -486,6 +540,17 @@ def _sea_warning(p, acceptor_cluster, dialer_rec, acceptor_host):
                              "ACTIVE peering %s dials (%s): they apply only with a new token, i.e. when the peering "
                              "is made again" % (acceptor_host, ", ".join(want), dialer_rec["name"],
                                                 ", ".join(have) or "none"))
+
+
+def _seconds(value):
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        seconds = -1
+    if seconds < 0 or isinstance(value, bool):
+        raise AnsibleActionFail("refused before any write: cluster_peering_failing_grace must be a number of seconds "
+                                "(0 or more), not %r" % (value,))
+    return seconds
 
 
 def plan_or_errors(*args, **kwargs):
@@ -569,7 +634,8 @@ class ActionModule(ActionBase):
             strategy = getattr(play, "strategy", None) or "linear"
         out = plan_or_errors(clusters, acceptors=acceptors, dialers=dialers, mesh=mesh, batch=batch,
                              play_hosts=play_hosts, strategy=strategy,
-                             prune=boolean(mine("cluster_peering_prune", False), strict=False))
+                             prune=boolean(mine("cluster_peering_prune", False), strict=False),
+                             failing_grace=_seconds(mine("cluster_peering_failing_grace", FAILING_GRACE)))
         if out["errors"]:
             raise AnsibleActionFail("refused before any write: " + " | ".join(out["errors"]))
         mine = out["hosts"].get(me) or _empty_host_plan(me)
