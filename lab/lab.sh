@@ -382,7 +382,7 @@ acl_rules() {
     exports) printf 'mesh = "write"\n' ;;
     intentions) printf 'service_prefix "" {\n  policy     = "deny"\n  intentions = "write"\n}\n' ;;
     verify) printf 'peering = "read"\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n' ;;
-    role) printf 'peering = "write"\nmesh = "write"\nservice_prefix "" {\n  policy     = "read"\n  intentions = "write"\n}\nnode_prefix "" { policy = "read" }\n' ;;
+    role) printf 'peering = "write"\nmesh = "write"\nkey_prefix "seed/consul_peering/" { policy = "write" }\nsession_prefix "" { policy = "write" }\nservice_prefix "" {\n  policy     = "read"\n  intentions = "write"\n}\nnode_prefix "" { policy = "read" }\n' ;;
   esac
 }
 

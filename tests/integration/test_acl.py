@@ -313,7 +313,9 @@ def test_service_resolver_needs_service_write_and_read_on_redirect_targets(clean
 
 # --- the role, one least-privilege token per cluster --------------------------------------------
 
-ACCEPTOR_RULES = (PEERING_WRITE, MESH_WRITE, INTENTIONS_WRITE)
+# The lock the role takes on an accepting cluster before it changes peerings (docs/acl.md, "The lock").
+LOCK_RULES = ('key_prefix "seed/consul_peering/" { policy = "write" }', 'session_prefix "" { policy = "write" }')
+ACCEPTOR_RULES = (PEERING_WRITE, MESH_WRITE, INTENTIONS_WRITE) + LOCK_RULES
 DIALER_RULES = (PEERING_WRITE, SERVICES_READ, NODES_READ)
 
 
@@ -374,7 +376,7 @@ def test_role_with_least_privilege_token_per_cluster(clean, ansible, token_file,
 
 def test_role_fails_naming_the_permission_a_cluster_token_lacks(clean, ansible, token_file, tmp_path):
     """The acceptor's token without its mesh rule: the role stops at the export, naming the permission."""
-    acceptor_token = token_file(1, PEERING_WRITE, INTENTIONS_WRITE)
+    acceptor_token = token_file(1, PEERING_WRITE, INTENTIONS_WRITE, *LOCK_RULES)
     inv = role_inventory(tmp_path, clean, acceptor_token, token_file(2, *DIALER_RULES))
     run = ansible([os.path.join(PLAYBOOKS, "peer_clusters.yml"), "-i", inv], playbook=True, json_output=True)
     assert run.rc != 0
@@ -384,4 +386,18 @@ def test_role_fails_naming_the_permission_a_cluster_token_lacks(clean, ansible, 
         ("Export services to the peers", "cluster-01")], failures
     # The module reads the entry before writing it: the first permission missing is mesh:read.
     assert "lacks permission 'mesh:read'" in failures[0][2], failures
+    assert read_secret(acceptor_token) not in run.output
+
+
+def test_role_without_the_lock_rules_fails_before_any_write_naming_them(clean, ansible, token_file, tmp_path):
+    """The acceptor's token lacks the lock's rules: the role stops at the lock, having changed nothing."""
+    acceptor_token = token_file(1, PEERING_WRITE, MESH_WRITE, INTENTIONS_WRITE)
+    inv = role_inventory(tmp_path, clean, acceptor_token, token_file(2, *DIALER_RULES))
+    run = ansible([os.path.join(PLAYBOOKS, "peer_clusters.yml"), "-i", inv], playbook=True, json_output=True)
+    assert run.rc != 0
+    failures = [(t["task"]["name"].split(" : ")[-1], " ".join(str(x.get("msg")) for x in r.get("results") or [r]))
+                for p in run.json()["plays"] for t in p["tasks"] for h, r in t["hosts"].items() if r.get("failed")]
+    assert failures and failures[0][0].startswith("Take the peering lock"), failures
+    assert "lacks permission 'key:read'" in failures[0][1], failures
+    assert mgmt_call(clean, 1, "GET", "/v1/peerings")[1] == [] and mgmt_call(clean, 2, "GET", "/v1/peerings")[1] == []
     assert read_secret(acceptor_token) not in run.output
