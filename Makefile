@@ -8,6 +8,7 @@
 #   make release         cut the release of galaxy.yml's version: changelog, build, import, tag (RELEASE_TAG=1)
 #   make test-matrix every Consul x ansible-core cell (docs/compatibility.md); CONSUL_VERSIONS=, CORE_VERSIONS= narrow it
 #   make test-compat the quick version check make test runs: oldest+newest Consul x oldest+newest ansible-core
+#   make test-ha     the HA lab scenarios (leader loss, partitions, concurrency, load); test-ha-ci: CI's subset
 #   make core-venvs  .venv-2.16 ... .venv-2.21 (one ansible-core each); make core-venv-2.18 for one
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -30,7 +31,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_PATH)
 
 .PHONY: help venv consul lab-up lab-down lab-status test sanity lint units integration molecule \
         changelog-lint collection-link demo demo-clean bench clean galaxy-import role-readme docsite release \
-        test-matrix test-compat core-venvs test-ha
+        test-matrix test-compat core-venvs test-ha test-ha-ci
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -199,3 +200,10 @@ clean:
 test-ha: venv collection-link
 	@echo "[test-ha] pytest tests/integration/test_ha.py (HA lab, LAB_SERVERS=3)"
 	@$(BIN)/python -m pytest -q tests/integration/test_ha.py $(PYTEST_ARGS)
+
+# The HA cases CI runs after make test (.ci/run): every leader-loss stage, leader failover, a 10 s
+# partition, lost state and the concurrent runs. The 60 s stop of a whole cluster and the load of
+# 200 peerings stay in make test-ha.
+test-ha-ci: venv collection-link
+	@HA_PARTITION_SECONDS=10 $(MAKE) --no-print-directory test-ha \
+	  PYTEST_ARGS="-k 'not load_many and not whole_acceptor_stopped' $(PYTEST_ARGS)"

@@ -297,16 +297,6 @@ def test_lock_five_concurrent_contenders(ha, tmp_path, collections_path):
     assert sessions == []
 
 
-def role_uses_lock():
-    d = os.path.join(ROOT, "roles", "cluster_peering", "tasks")
-    for name in os.listdir(d):
-        with open(os.path.join(d, name)) as f:
-            if "cluster_lock" in f.read():
-                return True
-    return False
-
-
-@pytest.mark.skipif(not role_uses_lock(), reason="the role does not take cluster_lock yet (wiring is the lead's)")
 def test_five_concurrent_peer_clusters_runs_converge(ha, tmp_path, collections_path):
     reset(ha)
     register_backend(ha)
@@ -319,10 +309,19 @@ def test_five_concurrent_peer_clusters_runs_converge(ha, tmp_path, collections_p
     outs = [p.communicate(timeout=600)[0] for p in procs]
     rcs = [p.returncode for p in procs]
     ok, why = converged(ha)
-    row("concurrency", "5 concurrent `peer_clusters` runs", "pass" if ok and rcs == [0] * 5 else "FAIL",
-        "rc %s; %s" % (rcs, why), time.monotonic() - t0)
+    # Each run that waited for the lock planned again under it and found the work done.
+    tokens = sum(len(re.findall(r"changed: \[[^]]+\] => \(item=\(censored", o.split("Generate a peering token")[-1]
+                                .split("TASK [")[0])) for o in outs if "Generate a peering token" in o)
+    left = [consul(ha.url(i, 0), path="/v1/kv/seed/consul_peering/lock")[0] for i in (1, 2)]
+    sessions = [len(consul(ha.url(i, 0), path="/v1/session/list")[1]) for i in (1, 2)]
+    row("concurrency", "5 concurrent `peer_clusters` runs (the role takes `cluster_lock` on the acceptor)",
+        "pass" if ok and rcs == [0] * 5 and tokens == 1 else "FAIL",
+        "rc %s; tokens generated %d; lock key after %s, sessions left %s; %s" % (rcs, tokens, left, sessions, why),
+        time.monotonic() - t0)
     assert rcs == [0] * 5, [o[-3000:] for o in outs]
     assert ok, why
+    assert tokens == 1, [o[-3000:] for o in outs]
+    assert left == [404, 404] and sessions == [0, 0]
 
 
 # --- 3. leader loss at every stage --------------------------------------------------
