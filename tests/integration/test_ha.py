@@ -494,6 +494,62 @@ def test_partition_sigstop_acceptor(ha, ansible, tmp_path):
     assert visible
 
 
+def partition_until_failing(ha):
+    """Freeze the acceptor's servers for PARTITION_SECONDS, continue them, and wait for the dialer to show
+    FAILING (it does once the acceptor answers again, for about a minute): the states seen, or a skip."""
+    tries = []
+    for freeze in (PARTITION_SECONDS, 2 * PARTITION_SECONDS):
+        ha.signal_all(1, signal.SIGSTOP)
+        try:
+            observe(ha, lambda p: False, freeze)
+        finally:
+            ha.signal_all(1, signal.SIGCONT)
+        seen, last, dummy = observe(ha, lambda p: p and p["State"] == "FAILING", 120)
+        if last and last["State"] == "FAILING":
+            return seen
+        tries.append((freeze, seen))
+    row("partition", "FAILING policy: the role runs while the dialer is FAILING", "not run",
+        "the dialer did not show FAILING after a partition (freeze seconds, states): %s" % tries)
+    pytest.skip("the dialer did not go FAILING after a partition: %s" % tries)
+
+
+def recap_changed(run):
+    return sorted(set(re.findall(r"changed=(\d+)", run.output.split("PLAY RECAP")[-1])))
+
+
+def test_failing_peering_is_kept_within_the_grace_and_made_again_after_it(ha, ansible, tmp_path):
+    """The FAILING policy on a real FAILING peering (after a partition, both clusters answering again)."""
+    establish_fresh(ha, ansible, tmp_path)
+    before = dialer_peering(ha)
+    t0 = time.monotonic()
+    # Within the grace (default 300 s): kept, with a warning, nothing written.
+    seen1 = partition_until_failing(ha)
+    kept, dummy = peer_run(ansible, tmp_path, ha)
+    warned = "is FAILING" in kept.output
+    ok1, why1 = converged(ha, timeout=120)
+    middle = dialer_peering(ha)
+    # Past the grace (0 s here): made again with a new token.
+    seen2 = partition_until_failing(ha)
+    remade, dummy = peer_run(ansible, tmp_path, ha, extra=["-e", "cluster_peering_failing_grace=0"])
+    recreated = "re-create the peering" in remade.output
+    ok2, why2 = converged(ha, timeout=120)
+    after = dialer_peering(ha)
+    good = kept.rc == remade.rc == 0 and ok1 and ok2 and recap_changed(kept) == ["0"] and \
+        middle["ID"] == before["ID"] and (after["ID"] != before["ID"]) == recreated
+    row("partition", "FAILING policy: the role runs while the dialer is FAILING after a %d s partition"
+        % PARTITION_SECONDS, "pass" if good else "FAIL",
+        "default grace (dialer %s): rc %d, %s, changed %s, same peering ID %s; cluster_peering_failing_grace=0 "
+        "(dialer %s): rc %d, %s; then %s"
+        % (seen1, kept.rc, "kept with a warning" if warned else "ACTIVE again when read", recap_changed(kept),
+           middle["ID"] == before["ID"], seen2, remade.rc,
+           "made again (new peering ID)" if recreated else "ACTIVE again before it read, kept", why2),
+        time.monotonic() - t0)
+    assert kept.rc == 0 and remade.rc == 0, (kept.output[-3000:], remade.output[-3000:])
+    assert recap_changed(kept) == ["0"] and middle["ID"] == before["ID"], kept.output[-2000:]
+    assert ok1 and ok2, (why1, why2)
+    assert (after["ID"] != before["ID"]) == recreated
+
+
 def test_whole_acceptor_stopped_and_started(ha, ansible, tmp_path):
     ha.up()
     if not converged(ha)[0]:
