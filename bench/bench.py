@@ -9,7 +9,8 @@
 Measures, each figure the median of BENCH_REPS repetitions with min and max:
 the consul-CLI floor, the role (first run, rerun), each module ad hoc (first,
 idempotent), HTTP requests and writes (a counting proxy in front of each
-cluster), and scale (exported services, intention sources, a star of dialers).
+cluster), scale (exported services, intention sources), and fleets (stars, 3x3, a mesh) against
+the consul CLI peering every pair in parallel, with module executions per host.
 State is reset between repetitions so every first run is really first.
 Secrets (peering tokens) stay in memory: never printed, never written.
 """
@@ -34,6 +35,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "utils"))
 
 from counting_proxy import CountingProxy  # noqa: E402  (tests/utils is not a package)
+from module_runs import module_runs  # noqa: E402
 
 VENV_BIN = os.path.dirname(sys.executable)
 PLAYBOOK = os.path.join(ROOT, "playbooks", "peer_clusters.yml")
@@ -42,6 +44,15 @@ SERVICE, SOURCE = "backend", "frontend"
 # wait_until schedules compared: (first, factor, most) seconds.
 SCHEDULES = {"before (0.2 x1.6 <=2.0)": (0.2, 1.6, 2.0), "now (0.1 x1.5 <=1.0)": (0.1, 1.5, 1.0)}
 KINDS = ("exported-services", "service-intentions")
+# The fleets of issue 20, as cluster indexes (0 = the lab's cluster 1): (acceptors, dialers, mesh).
+TOPOLOGIES = {
+    "1x1": ([0], [1], []),
+    "1x4": ([0], [1, 2, 3, 4], []),
+    "1x8": ([0], [1, 2, 3, 4, 5, 6, 7, 8], []),
+    "3x3": ([0, 1, 2], [3, 4, 5], []),
+    "mesh4": ([], [], [0, 1, 2, 3]),
+}
+TOKEN_POST = ("POST", "/v1/peering/token")
 
 
 def say(msg):
@@ -159,24 +170,39 @@ def task_durations(out):
     return res
 
 
-def write_inventory(path, acceptors, dialers, exports=True):
-    """acceptors/dialers: {host: (url, peer name)}; exports 'backend' from each acceptor to every dialer."""
+def write_inventory(path, acceptors, dialers, exports=True, mesh=None):
+    """acceptors/dialers/mesh: {host: (url, peer name)}; 'backend' is exported from each acceptor to every dialer
+    and from each mesh host to every other, and 'frontend' of each of those peers is allowed to call it."""
+    mesh = mesh or {}
+
     def host(url, name):
         return {"cluster_peering_url": url, "cluster_peering_name": name}
 
-    acc = dict((h, host(*v)) for h, v in acceptors.items())
-    dial = dict((h, host(*v)) for h, v in dialers.items())
+    groups = {}
+    for group, members in (("consul_acceptors", acceptors), ("consul_dialers", dialers), ("consul_mesh", mesh)):
+        if members:
+            groups[group] = {"hosts": dict((h, host(*v)) for h, v in members.items())}
     if exports:
-        for h in acc:
-            acc[h]["cluster_peering_exports"] = [{"name": SERVICE}]
-            acc[h]["cluster_peering_intentions"] = [
-                {"name": SERVICE, "sources": [{"name": SOURCE, "peer": v[1]} for v in dialers.values()]}]
+        for group, consumers in (("consul_acceptors", dialers), ("consul_mesh", mesh)):
+            for h, spec in (groups.get(group) or {}).get("hosts", {}).items():
+                peers = [v[1] for k, v in sorted(consumers.items()) if k != h]
+                spec["cluster_peering_exports"] = [{"name": SERVICE}]
+                spec["cluster_peering_intentions"] = [
+                    {"name": SERVICE, "sources": [{"name": SOURCE, "peer": p} for p in peers]}]
     inv = {"all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
-        "children": {"consul_acceptors": {"hosts": acc}, "consul_dialers": {"hosts": dial}}}}
+        "children": groups}}
     with open(path, "w") as f:
         json.dump(inv, f, indent=1)
     return path
+
+
+def topology_pairs(acceptors, dialers, mesh):
+    """[(acceptor index, dialer index)] as the role orients them (a mesh: the lower host name accepts)."""
+    pairs = [(a, d) for a in acceptors for d in dialers]
+    hosts = sorted(mesh, key=lambda i: "c%d" % (i + 1))
+    pairs += [(a, d) for k, a in enumerate(hosts) for d in hosts[k + 1:]]
+    return pairs
 
 
 # --- statistics -----------------------------------------------------------------
@@ -188,6 +214,8 @@ class Results:
         self.counts = {}     # key -> [{cluster: [requests, writes]}]
         self.notes = {}      # key -> free text
         self.profile = {}    # key -> {task: [seconds]}
+        self.modules = {}    # key -> [{host: module executions}]
+        self.tokens = {}     # key -> [peering tokens generated (POST /v1/peering/token), all clusters]
         self.schedules = {}  # wait_until schedules compared: label -> [first, factor, most]
 
     def add(self, key, seconds, counts=None, cpu=None):
@@ -207,15 +235,16 @@ class Results:
 
     def dump(self):
         return dict(times=self.times, cpu=self.cpu, counts=self.counts, notes=self.notes, profile=self.profile,
-                    schedules=self.schedules)
+                    schedules=self.schedules, modules=self.modules, tokens=self.tokens)
 
 
 class Bench:
-    def __init__(self, env, results_dir, reps, scale_reps, clusters):
+    def __init__(self, env, results_dir, reps, scale_reps, clusters, topo_reps=3):  # pylint: disable=too-many-arguments
         self.env = env
         self.results_dir = results_dir
         self.reps = reps
         self.scale_reps = scale_reps
+        self.topo_reps = topo_reps
         self.urls = [env["CLUSTER%d_URL" % i] for i in range(1, clusters + 1)]
         self.names = [env["CLUSTER%d_DC" % i] for i in range(1, clusters + 1)]
         self.proxies = [CountingProxy(u).start() for u in self.urls]
@@ -233,6 +262,9 @@ class Bench:
 
     def counts(self, n=None):
         return [list(p.totals()) for p in self.proxies[:n or len(self.proxies)]]
+
+    def tokens_generated(self):
+        return sum(p.snapshot().get(TOKEN_POST, 0) for p in self.proxies)
 
     def reset(self, n=2, peerings=True):
         reset(self.urls[:n], peerings=peerings)
@@ -273,17 +305,52 @@ class Bench:
             say("  role %d/%d: first %.2fs, rerun %.2fs (rerun writes %s)" % (
                 i + 1, self.reps, dt, dt2, [c[1] for c in self.r.counts["role_rerun"][-1]]))
 
-    def star(self, sizes):
-        for n in sizes:
-            inv = self.role_inventory(n, "inventory-star%d.json" % n)
-            key = "star_1x%d" % n
-            for i in range(self.scale_reps):
-                self.reset(n + 1)
+    # -- fleets (issue 20) ---------------------------------------------------
+    def topology(self, name):
+        """The parallel CLI floor, the role's first run and its rerun on one fleet of TOPOLOGIES."""
+        acceptors, dialers, mesh = TOPOLOGIES[name]
+        used = sorted(set(acceptors) | set(dialers) | set(mesh))
+        n = max(used) + 1
+        pairs = topology_pairs(acceptors, dialers, mesh)
+        peers = {}
+        for a, d in pairs:
+            peers.setdefault(a, []).append(d)
+            peers.setdefault(d, []).append(a)
+        exporters = list(acceptors) + list(mesh)
+        spec = ["pair %s %s %s %s" % (self.purls[a], self.names[a], self.purls[d], self.names[d]) for a, d in pairs]
+        for e in exporters:
+            consumers = [p for p in sorted(peers[e]) if p in dialers or p in mesh]
+            spec.append("export %s %s" % (self.purls[e], " ".join(self.names[p] for p in consumers)))
+            spec += ["import %s %s" % (self.purls[p], self.names[e]) for p in consumers]
+        host = lambda i: "c%d" % (i + 1)  # noqa: E731
+        members = lambda idx: dict((host(i), (self.purls[i], self.names[i])) for i in idx)  # noqa: E731
+        inv = write_inventory(os.path.join(self.results_dir, "inventory-%s.json" % name), members(acceptors),
+                              members(dialers), mesh=members(mesh))
+        env = dict(os.environ, CONSUL_BIN=self.env["CONSUL_BIN"], SERVICE=SERVICE, SOURCE=SOURCE)
+        forks = str(len(used))
+        for i in range(self.topo_reps):
+            self.reset(n)
+            self.reset_counts()
+            c0, t0 = child_cpu(), time.monotonic()
+            subprocess.run(["bash", os.path.join(HERE, "floor.sh"), "-"], input="\n".join(spec) + "\n", text=True,
+                           env=env, check=True, timeout=300)
+            self.r.add("topo %s floor" % name, time.monotonic() - t0, self.counts(n), cpu=child_cpu() - c0)
+            self.reset(n)
+            for run in ("first", "rerun"):
+                key = "topo %s %s" % (name, run)
                 self.reset_counts()
-                dt, _out = self.ansible.run([PLAYBOOK, "-i", inv, "--forks", str(n + 1)], playbook=True)
-                self.r.add(key, dt, self.counts(n + 1), cpu=self.ansible.cpu)
-                say("  star 1x%d %d/%d: %.2fs" % (n, i + 1, self.scale_reps, dt))
-        self.reset(max(sizes) + 1)
+                dt, out = self.ansible.run([PLAYBOOK, "-i", inv, "--forks", forks], playbook=True)
+                self.r.add(key, dt, self.counts(n), cpu=self.ansible.cpu)
+                self.r.add_profile(key, task_durations(out))
+                self.r.modules.setdefault(key, []).append(module_runs(out))
+                self.r.tokens.setdefault(key, []).append(self.tokens_generated())
+                if run == "rerun" and play_changed(out):
+                    self.r.notes[key] = "the rerun reported %d changed task(s)" % play_changed(out)
+            say("  %s %d/%d: floor %.2fs, role first %.2fs, rerun %.2fs (rerun: %d writes, %d tokens)" % (
+                name, i + 1, self.topo_reps, self.r.times["topo %s floor" % name][-1],
+                self.r.times["topo %s first" % name][-1], self.r.times["topo %s rerun" % name][-1],
+                sum(c[1] for c in self.r.counts["topo %s rerun" % name][-1]), self.r.tokens["topo %s rerun" % name][-1]))
+        self.reset(n)
 
     # -- modules ad hoc ------------------------------------------------------
     def call(self, key, module, args, expect_changed, env=None):
@@ -425,22 +492,26 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--scale-reps", type=int, default=5)
-    ap.add_argument("--only", default="floor,polling,role,modules,scale,star")
+    ap.add_argument("--topo-reps", type=int, default=3)
+    ap.add_argument("--only", default="floor,polling,role,modules,scale,topologies")
     ap.add_argument("--exports", default="10,100,1000")
     ap.add_argument("--intentions", default="10,100,500")
-    ap.add_argument("--star", default="1,2,4")
+    ap.add_argument("--topologies", default=",".join(TOPOLOGIES))
     args = ap.parse_args()
     env = read_env(args.env)
     clusters = int(env.get("LAB_CLUSTERS", "2"))
-    star = [int(x) for x in args.star.split(",") if x]
-    if star and max(star) + 1 > clusters:
-        sys.exit("the star needs %d clusters, the lab has %d (LAB_CLUSTERS)" % (max(star) + 1, clusters))
+    topologies = [x for x in args.topologies.split(",") if x]
+    for name in topologies:
+        need = max(max(x) for x in TOPOLOGIES[name] if x) + 1
+        if need > clusters:
+            sys.exit("the fleet %s needs %d clusters, the lab has %d (LAB_CLUSTERS)" % (name, need, clusters))
     results_dir = os.path.dirname(os.path.abspath(args.out))
-    b = Bench(env, results_dir, args.reps, args.scale_reps, clusters)
+    b = Bench(env, results_dir, args.reps, args.scale_reps, clusters, topo_reps=args.topo_reps)
     t0 = time.monotonic()
     only = args.only.split(",")
     try:
-        register_service(b.urls[0], SERVICE)
+        for url in b.urls:
+            register_service(url, SERVICE)
         if "floor" in only:
             say("floor: consul CLI script, %d repetitions" % args.reps)
             b.floor()
@@ -457,14 +528,19 @@ def main():
             say("scale: exported_services %s, service_intentions %s, %d repetitions each"
                 % (args.exports, args.intentions, args.scale_reps))
             b.scale([int(x) for x in args.exports.split(",") if x], [int(x) for x in args.intentions.split(",") if x])
-        if "star" in only:
-            say("star: 1 acceptor x %s dialers, %d repetitions each" % (args.star, args.scale_reps))
-            b.star(star)
+        if "topologies" in only:
+            say("fleets: %s, each the parallel CLI floor, the role's first run and rerun, %d repetitions"
+                % (", ".join(topologies), args.topo_reps))
+            for name in topologies:
+                b.topology(name)
         b.reset(clusters)
     finally:
         b.close()
     data = b.r.dump()
-    data["reps"] = dict(pair=args.reps, scale=args.scale_reps)
+    data["reps"] = dict(pair=args.reps, scale=args.scale_reps, topologies=args.topo_reps)
+    data["topologies"] = dict((k, dict(acceptors=len(TOPOLOGIES[k][0]), dialers=len(TOPOLOGIES[k][1]),
+                                       mesh=len(TOPOLOGIES[k][2]), pairs=len(topology_pairs(*TOPOLOGIES[k]))))
+                              for k in topologies)
     data["bench_seconds"] = round(time.monotonic() - t0, 1)
     with open(args.out, "w") as f:
         json.dump(data, f, indent=1, sort_keys=True)

@@ -113,6 +113,18 @@ class Results:
         self.star_keys = sorted((k for k in self.T if k.startswith("star_1x")), key=lambda k: int(k[7:]))
         first = med(self.T.get("role_first", []))
         self.pair_ref = med(self.T["star_1x1"]) if "star_1x1" in self.T else first
+        self.topos = [k for k in ("1x1", "1x4", "1x8", "3x3", "mesh4") if "topo %s first" % k in self.T]
+        self.M = res.get("modules", {})
+        self.TOK = res.get("tokens", {})
+
+    def module_runs(self, key):
+        """(median over repetitions of the busiest host's module executions, {host: median})."""
+        samples = self.M.get(key) or []
+        if not samples:
+            return float("nan"), {}
+        hosts = sorted(set(h for s in samples for h in s))
+        per_host = dict((h, med([s.get(h, 0) for s in samples])) for h in hosts)
+        return med([max(s.values() or [0]) for s in samples]), per_host
 
 
 def section_header(w, r, env, load):
@@ -188,6 +200,62 @@ def section_targets(w, r):
         w("- note: %s: %s" % (k, v))
     if N:
         w("")
+
+
+def section_fleets(w, r):
+    """Issue 20: every fleet against the parallel CLI floor, its targets, and module executions per host."""
+    if not r.topos:
+        return
+    T, C, CPU = r.T, r.C, r.CPU
+    topo = r.res.get("topologies", {})
+    w("## Fleets: the role against the parallel CLI floor")
+    w("")
+    w("Each fleet on its own clusters of the lab (`--forks` = its number of clusters): `bench/floor.sh` peers every"
+      " pair in parallel with the consul CLI, then the role's first run after a reset, then its rerun. *Module runs"
+      " per host* counts module executions (a loop counts once per item; control tasks and the planner run in the"
+      " controller and do not count), the busiest host's; it is what grows a run with the number of peers.")
+    w("")
+    w("| fleet | pairs | floor s | role first run s | first / floor | rerun s | rerun / first | module runs per host"
+      " (first / rerun) | rerun writes / tokens | client CPU first s |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for k in r.topos:
+        fl, fi, re_ = (med(T.get("topo %s %s" % (k, x), [])) for x in ("floor", "first", "rerun"))
+        writes = [sum(c[1] for c in s) for s in C.get("topo %s rerun" % k, [])]
+        toks = r.TOK.get("topo %s rerun" % k, [])
+        w("| %s | %s | %s | %s | **%.2fx** | %s | **%.2fx** | %g / %g | %s / %s | %s |" % (
+            k, (topo.get(k) or {}).get("pairs", "?"), fmt(T.get("topo %s floor" % k, [])),
+            fmt(T["topo %s first" % k]), fi / fl, fmt(T.get("topo %s rerun" % k, [])), re_ / fi,
+            r.module_runs("topo %s first" % k)[0], r.module_runs("topo %s rerun" % k)[0],
+            max(writes) if writes else "-", max(toks) if toks else "-", fmt(CPU.get("topo %s first" % k, []))))
+    w("")
+    w("### Targets of issue 20 (ratios within this run)")
+    w("")
+    w("| target | measured | |")
+    w("|---|---|---|")
+    for k in r.topos:
+        fl, fi = med(T.get("topo %s floor" % k, [])), med(T["topo %s first" % k])
+        w("| %s: first run <= 1.5x the parallel CLI floor | %.2f / %.2f = **%.2fx** | %s |" % (
+            k, fi, fl, fi / fl, yes(fi / fl <= 1.5)))
+    if "1x1" in r.topos and "1x8" in r.topos:
+        one, eight = med(T["topo 1x1 first"]), med(T["topo 1x8 first"])
+        w("| 1x8 star <= 1.5x one pair (1x1) | %.2f / %.2f = **%.2fx** | %s |" % (
+            eight, one, eight / one, yes(eight / one <= 1.5)))
+    if "1x8" in r.topos:
+        fi, re_ = med(T["topo 1x8 first"]), med(T["topo 1x8 rerun"])
+        writes = [sum(c[1] for c in s) for s in C.get("topo 1x8 rerun", [])]
+        toks = r.TOK.get("topo 1x8 rerun", [])
+        w("| 1x8 rerun <= 0.3x the first run | %.2f / %.2f = **%.2fx** | %s |" % (re_, fi, re_ / fi, yes(re_ / fi <= 0.3)))
+        w("| 1x8 rerun: 0 writes and no token | writes %s, tokens %s (each repetition) | %s |" % (
+            writes, toks, yes(bool(writes) and max(writes) == 0 and max(toks or [0]) == 0)))
+    stars = [k for k in ("1x1", "1x4", "1x8") if k in r.topos]
+    if len(stars) > 1:
+        runs = [(k, r.module_runs("topo %s first" % k)[1]) for k in stars]
+        acc = [per.get("c1", float("nan")) for _k, per in runs]
+        busiest = [r.module_runs("topo %s first" % k)[0] for k in stars]
+        w("| module runs per host O(1) in peers (stars, first run) | the acceptor: %s; the busiest host: %s | %s |" % (
+            ", ".join("%s %g" % (k, v) for k, v in zip(stars, acc)),
+            ", ".join("%s %g" % (k, v) for k, v in zip(stars, busiest)), yes(len(set(busiest)) == 1)))
+    w("")
 
 
 def section_pair(w, r):
@@ -280,7 +348,10 @@ def section_polling(w, r):
 
 def section_profile(w, r):
     T, res = r.T, r.res
-    for key, label in (("role_first", "first run"), ("role_rerun", "rerun")):
+    keys = [("role_first", "first run"), ("role_rerun", "rerun")]
+    keys += [("topo %s %s" % (k, x), "%s on the %s fleet" % ({"first": "first run"}.get(x, x), k))
+             for k in ("1x8", "3x3", "mesh4") if k in r.topos for x in ("first", "rerun")]
+    for key, label in keys:
         prof = res.get("profile", {}).get(key)
         if not prof:
             continue
@@ -309,7 +380,7 @@ def build(res, env, load):
     w = out.append
     r = Results(res)
     section_header(w, r, env, load)
-    for section in (section_targets, section_pair, section_modules, section_scale, section_polling,
+    for section in (section_targets, section_fleets, section_pair, section_modules, section_scale, section_polling,
                     section_profile):
         section(w, r)
     notes = os.path.join(HERE, "NOTES.md")

@@ -7,7 +7,9 @@
 #   BENCH_STATE_DIR   the bench lab's state directory (default bench/results/lab, git-ignored)
 #   BENCH_REPS        repetitions of the pair and module measurements (default 5)
 #   BENCH_SCALE_REPS  repetitions of each scale point (default 5)
-#   BENCH_ONLY        comma list of floor,polling,role,modules,scale,star (default: all)
+#   BENCH_TOPO_REPS   repetitions of each fleet (floor, first run, rerun; default 3)
+#   BENCH_TOPOLOGIES  comma list of fleets: 1x1,1x4,1x8,3x3,mesh4 (default: all)
+#   BENCH_ONLY        comma list of floor,polling,role,modules,scale,topologies (default: all)
 #   BENCH_OUT         the generated document (default docs/benchmarks.md)
 #   BENCH_KEEP_LAB    1: leave the bench lab running afterwards
 set -euo pipefail
@@ -22,7 +24,8 @@ results="$root/bench/results"
 mkdir -p "$results"
 export LAB_STATE_DIR=${BENCH_STATE_DIR:-$results/lab}
 export LAB_PORT_BASE=${BENCH_PORT_BASE:-26000}
-export LAB_CLUSTERS=5
+# The largest fleet, a star of one acceptor and 8 dialers, needs 9 clusters.
+export LAB_CLUSTERS=9
 out=${BENCH_OUT:-$root/docs/benchmarks.md}
 py="$root/.venv/bin/python"
 [ -x "$py" ] || { echo "[bench] ERROR: no venv at $root/.venv (run 'make venv' or 'make bench')" >&2; exit 1; }
@@ -50,8 +53,9 @@ bash lab/lab.sh down >/dev/null
 bash lab/lab.sh up | sed 's/^/  /'
 
 "$py" "$here/bench.py" --env "$LAB_STATE_DIR/env" --out "$results/results.json" \
-  --reps "${BENCH_REPS:-5}" --scale-reps "${BENCH_SCALE_REPS:-5}" \
-  --only "${BENCH_ONLY:-floor,polling,role,modules,scale,star}"
+  --reps "${BENCH_REPS:-5}" --scale-reps "${BENCH_SCALE_REPS:-5}" --topo-reps "${BENCH_TOPO_REPS:-3}" \
+  --topologies "${BENCH_TOPOLOGIES:-1x1,1x4,1x8,3x3,mesh4}" \
+  --only "${BENCH_ONLY:-floor,polling,role,modules,scale,topologies}"
 
 load_end=$(uptime | sed 's/^ *//')
 "$py" "$here/report.py" --results "$results/results.json" --env "$LAB_STATE_DIR/env" --out "$out" \

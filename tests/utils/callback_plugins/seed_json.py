@@ -6,7 +6,7 @@
 
 ansible-core has no JSON stdout callback of its own (the short name "json" is redirected to
 ansible.posix.json, which is not installed), so the tests and bench/bench.py bring this one. Shape: {"plays": [{"tasks": [{"task":
-{"name", "seconds"}, "hosts": {host: result}}]}], "stats": {host: summary}}.
+{"name", "action", "seconds"}, "hosts": {host: result}}]}], "stats": {host: summary}}.
 A task's seconds run from its start to the start of the next task (all hosts).
 """
 
@@ -47,7 +47,8 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._close_task()
-        self._current = {"task": {"name": task.get_name()}, "hosts": {}, "_start": time.monotonic()}
+        self._current = {"task": {"name": task.get_name(), "action": task.action}, "hosts": {},
+                         "_start": time.monotonic()}
         self.plays[-1]["tasks"].append(self._current)
 
     v2_playbook_on_handler_task_start = v2_playbook_on_task_start

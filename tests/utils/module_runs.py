@@ -1,0 +1,44 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) seed.consul_peering contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""How many module executions each host paid in a run, from the seed_json callback's output.
+
+A module execution (a worker starting the module's Python, ~0.45 s of CPU on the bench machine) is
+what makes a run grow with the number of peers; control tasks (set_fact, assert, the planner, an
+action plugin) run in the controller. A loop counts once per item that ran; a skipped task or item
+counts nothing. Shared by bench/bench.py and the integration tests.
+"""
+
+from __future__ import annotations
+
+COLLECTION = "seed.consul_peering."
+# Action plugins of the collection that never start a module.
+CONTROLLER_ONLY = frozenset(("cluster_peering_plan",))
+
+
+def is_module(action):
+    action = action or ""
+    if not action.startswith(COLLECTION):
+        return False
+    return action[len(COLLECTION):] not in CONTROLLER_ONLY
+
+
+def module_runs(out):
+    """{host: module executions} over every play of a seed_json document."""
+    runs = {}
+    for play in out.get("plays", []):
+        for task in play.get("tasks", []):
+            if not is_module(task["task"].get("action")):
+                continue
+            for host, res in task.get("hosts", {}).items():
+                runs.setdefault(host, 0)
+                if res.get("skipped"):
+                    continue
+                if "results" in res:
+                    runs[host] += sum(1 for r in res["results"] if not r.get("skipped"))
+                else:
+                    runs[host] += 1
+    for host in out.get("stats", {}):
+        runs.setdefault(host, 0)
+    return runs
