@@ -605,3 +605,88 @@ def wait_for_imports(client, name, services, timeout):
                "; the peering lists %s as imported, so the exported service has no healthy instance to show"
                % ", ".join(listed) if listed else ""))
     return wanted, waited
+
+
+# --- several peers in one module call ----------------------------------------------------------
+
+def batch_problems(peers, option="peers"):
+    """Why a list of per-peer options cannot be run (bad or repeated names), or []."""
+    problems = []
+    seen = set()
+    for i, peer in enumerate(peers or []):
+        name = peer.get("peer_name")
+        problems.append(peer_name_problem(name, "%s[%d].peer_name" % (option, i)))
+        if name in seen:
+            problems.append("%s names the peer %r more than once" % (option, name))
+        seen.add(name)
+    return [p for p in problems if p]
+
+
+def for_each_peer(params, one, secret=None, inherit=()):
+    """Run one(params of a single peer) for each item of params["peers"], in order.
+
+    Each item's options override the module's own (inherit: options an item may leave unset to take the
+    module's value). Returns the module result: changed when any peer changed, "peers" (each peer's result
+    without its secret), "secrets" (secret of each peer that has one, keyed by peer name) and a diff keyed
+    by peer name. A failure names its peer and what was done before it.
+    """
+    result = dict(changed=False, peers=[], secrets={}, diff=dict(before={}, after={}))
+    for item in params["peers"]:
+        single = dict(params, peers=None)
+        single.update((k, v) for k, v in item.items() if v is not None or k not in inherit)
+        name = single["peer_name"]
+        try:
+            res = one(single)
+        except ConsulError as e:
+            done = ", ".join("%s (%s)" % (r["peer_name"], r.get("operation", "none")) for r in result["peers"])
+            raise ConsulError("peer %s: %s%s" % (name, e.msg, "; done before it: " + done if done else ""),
+                              status=e.status, body=e.body, maybe_applied=e.maybe_applied)
+        diff = res.pop("diff", None) or {}
+        result["diff"]["before"][name] = diff.get("before", {})
+        result["diff"]["after"][name] = diff.get("after", {})
+        if secret and res.get(secret):
+            result["secrets"][name] = res.pop(secret)
+        res["peer_name"] = name
+        result["peers"].append(res)
+        result["changed"] = result["changed"] or bool(res.get("changed"))
+    return result
+
+
+def wait_all_active(client, names, timeout):
+    """Poll GET /v1/peerings (one request for every peer) until each named peering is ACTIVE.
+
+    Returns ({name: peering or None}, waited); fails naming each one that is not ACTIVE in time.
+    """
+    last = {}
+
+    def probe():
+        listed = dict((x.get("Name"), x) for x in client.list_peerings() or [])
+        last.update((n, listed.get(n)) for n in names)
+        return all(is_active(last[n]) for n in names)
+
+    reached, waited = wait_until(probe, timeout, sleep=client.sleep)
+    if not reached:
+        raise ConsulError("; ".join(not_active_message(n, last[n], waited) for n in names if not is_active(last[n])))
+    return last, waited
+
+
+def check_peers(client, peers, wait_for, timeout, clock=time.monotonic):
+    """peering_info with peers: read (or wait for) several peerings and their imports in one call.
+
+    peers: [{"peer_name", "expect_services"}]. One deadline for the whole call. Returns the result's
+    peerings (in order; {} for one that does not exist), visible_services (by peer) and waited.
+    """
+    start = clock()
+    names = [x["peer_name"] for x in peers]
+    if wait_for == "active":
+        found, dummy = wait_all_active(client, names, timeout)
+    else:
+        listed = dict((x.get("Name"), x) for x in client.list_peerings() or [])
+        found = dict((n, listed.get(n)) for n in names)
+    visible = {}
+    for x in peers:
+        if x.get("expect_services"):
+            left = max(0.0, timeout - (clock() - start))
+            visible[x["peer_name"]] = wait_for_imports(client, x["peer_name"], x["expect_services"], left)[0]
+    return dict(peerings=[peering_summary(found[n]) for n in names], visible_services=visible,
+                waited=round(clock() - start, 1))

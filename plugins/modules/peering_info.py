@@ -20,6 +20,8 @@ description:
   - With O(expect_services), checks that the services the peer exports to this cluster are
     really visible here (C(GET /v1/health/service/<name>?peer=<peer_name>)), waiting up to
     O(wait_timeout) seconds, and fails listing the ones that are missing.
+  - With O(peers), one call reads, waits for and checks several peerings (one deadline for all), so that
+    a cluster with many peers pays one module start-up instead of one per peer.
   - Never changes anything. Requires the ACL permission C(peering:read), and C(service:read) and
     C(node:read) for O(expect_services).
 author:
@@ -39,11 +41,32 @@ options:
       - The name of the peering on this cluster. Without it, all peerings are listed.
       - A DNS label (lowercase letters, digits and C(-), at most 63 characters, starting and ending
         with a letter or digit), checked before any request is sent.
+      - Mutually exclusive with O(peers).
     type: str
+  peers:
+    description:
+      - Several peerings of this cluster, read in one request (C(GET /v1/peerings)) and, with
+        O(wait_for), waited for together; each one's O(peers[].expect_services) is then checked as
+        O(expect_services) is for O(peer_name).
+      - Every name is checked before any request is sent.
+      - Mutually exclusive with O(peer_name) and O(expect_services).
+    type: list
+    elements: dict
+    version_added: 0.1.0
+    suboptions:
+      peer_name:
+        description: The name of the peering on this cluster.
+        type: str
+        required: true
+      expect_services:
+        description: As O(expect_services), for this peer.
+        type: list
+        elements: str
   wait_for:
     description:
-      - V(active) waits until the peering O(peer_name) is V(ACTIVE), also while it does not exist yet.
-      - Requires O(peer_name).
+      - V(active) waits until the peering O(peer_name) (or every peering of O(peers)) is V(ACTIVE),
+        also while it does not exist yet.
+      - Requires O(peer_name) or O(peers).
     type: str
     choices: [active]
   expect_services:
@@ -56,7 +79,7 @@ options:
     elements: str
   wait_timeout:
     description:
-      - Seconds to wait with O(wait_for) and O(expect_services).
+      - Seconds to wait with O(wait_for) and O(expect_services); with O(peers), for all of them together.
     type: int
     default: 60
   cluster_identity:
@@ -99,6 +122,17 @@ EXAMPLES = r"""
     peer_name: cluster-01
     expect_services: [backend, payments]
     wait_timeout: 60
+
+- name: Wait for three new peerings and check what each peer exports here, in one call
+  seed.consul_peering.peering_info:
+    wait_for: active
+    peers:
+      - peer_name: cluster-02
+        expect_services: [backend]
+      - peer_name: cluster-03
+        expect_services: [backend, payments]
+      - peer_name: cluster-04
+    wait_timeout: 120
 
 - name: List every peering of the cluster
   seed.consul_peering.peering_info:
@@ -188,13 +222,15 @@ peering:
       description: Raft index of its last change.
       type: int
 peerings:
-  description: Every peering of the cluster (in the partition), each as in RV(peering).
+  description:
+    - Every peering of the cluster (in the partition), each as in RV(peering).
+    - With O(peers), the listed peerings in the order given; V({}) for one that does not exist.
   returned: when O(peer_name) is not given
   type: list
   elements: dict
 waited:
-  description: Seconds spent waiting with O(wait_for) and O(expect_services).
-  returned: when O(wait_for) or O(expect_services) is given
+  description: Seconds spent waiting with O(wait_for) and O(expect_services) (with O(peers), in all).
+  returned: when O(wait_for) or O(expect_services) is given, and always with O(peers)
   type: float
 trust_domain:
   description:
@@ -204,16 +240,19 @@ trust_domain:
   type: str
   sample: 5f4c1a2e-3b6d-4e0a-9c1b-2f1e0d9c8b7a.consul
 visible_services:
-  description: The services of O(expect_services) that are visible from the peer, sorted.
-  returned: when O(expect_services) is given
-  type: list
-  elements: str
+  description:
+    - The services of O(expect_services) that are visible from the peer, sorted (a list).
+    - With O(peers), a dict of those lists keyed by peer name, for the peers with O(peers[].expect_services).
+  returned: when O(expect_services) is given, and always with O(peers)
+  type: raw
   sample: [backend, payments]
 """
 
 from ansible_collections.seed.consul_peering.plugins.module_utils._module import run_module
 from ansible_collections.seed.consul_peering.plugins.module_utils.consul_api import ConsulError, path_segment_problem
 from ansible_collections.seed.consul_peering.plugins.module_utils._peering import (
+    batch_problems,
+    check_peers,
     not_active_message,
     peer_name_problem,
     peering_summary,
@@ -224,6 +263,10 @@ from ansible_collections.seed.consul_peering.plugins.module_utils._peering impor
 
 ARGUMENT_SPEC = dict(
     peer_name=dict(type="str"),
+    peers=dict(type="list", elements="dict", options=dict(
+        peer_name=dict(type="str", required=True),
+        expect_services=dict(type="list", elements="str"),
+    )),
     wait_for=dict(type="str", choices=["active"]),
     expect_services=dict(type="list", elements="str"),
     wait_timeout=dict(type="int", default=60),
@@ -237,6 +280,10 @@ def validate(p):
         problems.append(peer_name_problem(p["peer_name"]))
     for i, svc in enumerate(p["expect_services"] or []):
         problems.append(path_segment_problem(svc, "expect_services[%d]" % i))
+    problems += batch_problems(p["peers"])
+    for i, peer in enumerate(p["peers"] or []):
+        for j, svc in enumerate(peer["expect_services"] or []):
+            problems.append(path_segment_problem(svc, "peers[%d].expect_services[%d]" % (i, j)))
     return problems
 
 
@@ -246,6 +293,9 @@ def logic(module, client):
     result = dict(changed=False)
     if p["cluster_identity"]:
         result["trust_domain"] = client.trust_domain()
+    if p["peers"] is not None:
+        result.update(check_peers(client, p["peers"], p["wait_for"], p["wait_timeout"]))
+        return result
     if not name:
         result["peerings"] = [peering_summary(x) for x in client.list_peerings()]
         return result
@@ -266,7 +316,9 @@ def logic(module, client):
 
 def main():
     run_module(ARGUMENT_SPEC, logic, validate,
-               required_by=dict(wait_for=["peer_name"], expect_services=["peer_name"]))
+               required_by=dict(expect_services=["peer_name"]),
+               mutually_exclusive=[("peer_name", "peers"), ("expect_services", "peers")],
+               required_if=[("wait_for", "active", ("peer_name", "peers"), True)])
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ description:
     part of the result. Set C(no_log) on the task, and hand the token over in memory.
   - O(state=absent) deletes the peering, whichever side it is, and waits until Consul has removed it.
   - Requires the ACL permission C(peering:write) (C(peering:read) when nothing changes).
+  - With O(peers), one call does the same for several dialing clusters, one after the other, so that an
+    accepting cluster with many peers pays one module start-up instead of one per peer. The tokens
+    come back in RV(peering_tokens), keyed by peer name.
 author:
   - seed.consul_peering contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -48,8 +51,30 @@ options:
         cluster.
       - A DNS label (lowercase letters, digits and C(-), at most 63 characters, starting and ending
         with a letter or digit), checked before any request is sent.
+      - Exactly one of O(peer_name) and O(peers) is required.
     type: str
-    required: true
+  peers:
+    description:
+      - Several peerings of this cluster in one call, each as if it were given in O(peer_name), with
+        the same O(state), O(regenerate) and O(wait_timeout).
+      - Every name is checked before any request is sent. A failure stops at that peer and names it;
+        the peers before it are done.
+      - Exactly one of O(peer_name) and O(peers) is required.
+    type: list
+    elements: dict
+    version_added: 0.1.0
+    suboptions:
+      peer_name:
+        description: The name this cluster gives the peering, as O(peer_name).
+        type: str
+        required: true
+      meta:
+        description: As O(meta), for this peer; O(meta) when not set.
+        type: dict
+      server_external_addresses:
+        description: As O(server_external_addresses), for this peer; O(server_external_addresses) when not set.
+        type: list
+        elements: str
   meta:
     description:
       - Key/value metadata (C(Meta)) stored with the peering.
@@ -121,6 +146,23 @@ EXAMPLES = r"""
   seed.consul_peering.peering_token:
     peer_name: cluster-02
     state: absent
+
+- name: Tokens for three dialing clusters in one call
+  seed.consul_peering.peering_token:
+    peers:
+      - peer_name: cluster-02
+      - peer_name: cluster-03
+      - peer_name: cluster-04
+        meta: {site: paris}
+  register: tokens
+  no_log: true
+
+- name: Establish on cluster-03 with its token
+  seed.consul_peering.peering_establish:
+    url: https://consul-03.example.com:8501
+    peer_name: cluster-01
+    peering_token: "{{ tokens.peering_tokens['cluster-03'] }}"
+  when: "'cluster-03' in tokens.peering_tokens"
 """
 
 RETURN = r"""
@@ -130,6 +172,37 @@ peering_token:
     - A secret; register it with C(no_log) on the task.
   returned: when a token was generated (not in check mode, not when the peering was already active)
   type: str
+peering_tokens:
+  description:
+    - With O(peers), the token generated for each peer, keyed by peer name; a peer for which no token
+      was generated (already active, check mode, O(state=absent)) is not in it.
+    - Secrets; register them with C(no_log) on the task.
+  returned: when O(peers) is given
+  type: dict
+  version_added: 0.1.0
+peers:
+  description:
+    - With O(peers), what was done for each peer, in the order given; no token in it.
+  returned: when O(peers) is given
+  type: list
+  elements: dict
+  version_added: 0.1.0
+  contains:
+    peer_name:
+      description: The peer name.
+      type: str
+    changed:
+      description: Whether this peer's peering changed (or would, in check mode).
+      type: bool
+    operation:
+      description: As RV(operation), for this peer.
+      type: str
+    peering:
+      description: As RV(peering), for this peer.
+      type: dict
+    token_info:
+      description: As RV(token_info), for this peer; only when a token was generated.
+      type: dict
 token_info:
   description: The non-secret parts of the generated token.
   returned: when a token was generated
@@ -155,7 +228,7 @@ peering:
   description:
     - The peering as Consul reports it after the run (before it, in check mode); empty when
       there is none.
-  returned: always
+  returned: when O(peer_name) is given
   type: dict
   sample:
     name: cluster-02
@@ -200,14 +273,16 @@ operation:
     - What the run did, or would do in check mode.
     - V(none), V(generate) (new peering), V(regenerate) (new token for an existing peering),
       V(recreate) (a terminated peering deleted and made anew), V(delete), V(wait_deleted).
-  returned: always
+  returned: when O(peer_name) is given
   type: str
   sample: generate
 """
 
 from ansible_collections.seed.consul_peering.plugins.module_utils._module import run_module
 from ansible_collections.seed.consul_peering.plugins.module_utils._peering import (
+    batch_problems,
     ensure_token,
+    for_each_peer,
     meta_problem,
     peer_name_problem,
     remove_peering,
@@ -216,7 +291,12 @@ from ansible_collections.seed.consul_peering.plugins.module_utils._peering impor
 )
 
 ARGUMENT_SPEC = dict(
-    peer_name=dict(type="str", required=True),
+    peer_name=dict(type="str"),
+    peers=dict(type="list", elements="dict", options=dict(
+        peer_name=dict(type="str", required=True),
+        meta=dict(type="dict"),
+        server_external_addresses=dict(type="list", elements="str"),
+    )),
     meta=dict(type="dict"),
     server_external_addresses=dict(type="list", elements="str"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -226,23 +306,40 @@ ARGUMENT_SPEC = dict(
 
 
 def validate(p):
-    return [peer_name_problem(p["peer_name"]), server_addresses_problem(p["server_external_addresses"]),
-            meta_problem(p["meta"]), wait_timeout_problem(p["wait_timeout"])]
+    problems = [server_addresses_problem(p["server_external_addresses"]), meta_problem(p["meta"]),
+                wait_timeout_problem(p["wait_timeout"])]
+    if p["peers"] is None:
+        return problems + [peer_name_problem(p["peer_name"])]
+    problems += batch_problems(p["peers"])
+    for i, peer in enumerate(p["peers"]):
+        problems += [server_addresses_problem(peer["server_external_addresses"],
+                                              "peers[%d].server_external_addresses" % i),
+                     meta_problem(peer["meta"], "peers[%d].meta" % i)]
+    return problems
+
+
+def one(module, client, p):
+    if p["state"] == "absent":
+        return remove_peering(client, p["peer_name"], p["wait_timeout"], module.check_mode)
+    return ensure_token(client, p, module.check_mode, module.warn)
 
 
 def logic(module, client):
     p = module.params
-    if p["state"] == "absent":
-        result = remove_peering(client, p["peer_name"], p["wait_timeout"], module.check_mode)
+    if p["peers"] is None:
+        result = one(module, client, p)
     else:
-        result = ensure_token(client, p, module.check_mode, module.warn)
+        result = for_each_peer(p, lambda params: one(module, client, params), secret="peering_token",
+                               inherit=("meta", "server_external_addresses"))
+        result["peering_tokens"] = result.pop("secrets")
     if not module._diff:
         result.pop("diff", None)
     return result
 
 
 def main():
-    run_module(ARGUMENT_SPEC, logic, validate)
+    run_module(ARGUMENT_SPEC, logic, validate, mutually_exclusive=[("peer_name", "peers")],
+               required_one_of=[("peer_name", "peers")])
 
 
 if __name__ == "__main__":

@@ -222,3 +222,52 @@ def test_cluster_identity_refused_is_null_not_a_failure(capsys):
     rc, result, dummy = run(peering_info, dict(cluster_identity=True), session, capsys)
     assert rc == 0
     assert result["trust_domain"] is None
+
+
+# --- several peers in one call (peers) ---------------------------------------------------------
+
+def test_peers_wait_for_all_with_one_list_per_poll(capsys):
+    session = FakeSession(
+        ("GET", "/v1/peerings", ok([acceptor("cluster-02", state="PENDING"), acceptor("cluster-03")])),
+        ("GET", "/v1/peerings", ok([acceptor("cluster-02"), acceptor("cluster-03"), dialer("cluster-09")])),
+    )
+    rc, result, dummy = run(peering_info, dict(peers=[{"peer_name": "cluster-03"}, {"peer_name": "cluster-02"}],
+                                               wait_for="active"), session, capsys)
+    assert rc == 0 and result["changed"] is False
+    assert [p["name"] for p in result["peerings"]] == ["cluster-03", "cluster-02"]
+    assert result["visible_services"] == {}
+    assert session.methods() == ["GET", "GET"]
+
+
+def test_peers_not_active_in_time_names_each_one(capsys):
+    session = FakeSession(("GET", "/v1/peerings", ok([acceptor("cluster-02", state="PENDING"), acceptor("cluster-03")])))
+    rc, result, dummy = run(peering_info, dict(peers=[{"peer_name": "cluster-02"}, {"peer_name": "cluster-04"}],
+                                               wait_for="active", wait_timeout=0), session, capsys)
+    assert rc == 1
+    assert "'cluster-02' is PENDING" in result["msg"] and "no peering named 'cluster-04'" in result["msg"]
+
+
+def test_peers_read_without_wait_and_check_imports(capsys):
+    session = FakeSession(
+        ("GET", "/v1/peerings", ok([dialer("cluster-01")])),
+        ("GET", "/v1/health/service/backend", _health("backend", "cluster-01")),
+    )
+    rc, result, dummy = run(peering_info, dict(peers=[{"peer_name": "cluster-01", "expect_services": ["backend"]},
+                                                      {"peer_name": "cluster-05"}]), session, capsys)
+    assert rc == 0
+    assert result["peerings"][1] == {}
+    assert result["visible_services"] == {"cluster-01": ["backend"]}
+    assert session.calls[1].params.get("peer") == "cluster-01"
+
+
+@pytest.mark.parametrize("args, text", [
+    (dict(peers=[{"peer_name": "cluster-02"}], peer_name=NAME), "mutually exclusive"),
+    (dict(peers=[{"peer_name": "cluster-02"}], expect_services=["x"]), "mutually exclusive"),
+    (dict(peers=[{"peer_name": "cluster-02"}, {"peer_name": "cluster-02"}]), "more than once"),
+    (dict(peers=[{"peer_name": "cluster-02", "expect_services": ["a/.."]}]), "peers[0].expect_services[0]"),
+])
+def test_peers_bad_input_sends_nothing(capsys, args, text):
+    session = FakeSession()
+    rc, result, dummy = run(peering_info, args, session, capsys)
+    assert rc == 1 and text in result["msg"], result["msg"]
+    assert session.calls == []

@@ -224,3 +224,93 @@ def test_bad_server_external_address_fails_before_any_request(capsys, address):
     assert result["msg"].startswith("server_external_addresses[1] ")
     assert "host:port" in result["msg"]
     assert session.calls == []
+
+
+# --- several peers in one call (peers) ---------------------------------------------------------
+
+def p(name):
+    return "/v1/peering/" + name
+
+
+def test_peers_one_call_generates_for_new_peers_and_leaves_live_ones(capsys):
+    session = FakeSession(
+        ("GET", p("cluster-02"), not_found("cluster-02")),
+        ("POST", "/v1/peering/token", ok({"PeeringToken": TOKEN})),
+        ("GET", p("cluster-02"), ok(acceptor("cluster-02", state="PENDING"))),
+        ("GET", p("cluster-03"), ok(acceptor("cluster-03", state="ACTIVE"))),
+    )
+    rc, result, out = run(peering_token, dict(peers=[{"peer_name": "cluster-02", "meta": {"k": "v"}},
+                                                     {"peer_name": "cluster-03"}], meta={"all": "x"}),
+                          session, capsys, diff=True)
+    assert rc == 0 and result["changed"] is True
+    assert result["peering_tokens"] == {"cluster-02": TOKEN}
+    assert [(r["peer_name"], r["operation"], r["changed"]) for r in result["peers"]] == [
+        ("cluster-02", "generate", True), ("cluster-03", "none", False)]
+    assert all("peering_token" not in r for r in result["peers"])
+    # An item's own meta wins over the module's.
+    assert session.calls[1].body == {"PeerName": "cluster-02", "Meta": {"k": "v"}}
+    assert set(result["diff"]["before"]) == {"cluster-02", "cluster-03"}
+    assert "operation" not in result
+
+
+def test_peers_inherit_the_module_meta_and_addresses(capsys):
+    session = FakeSession(("GET", p("cluster-02"), not_found("cluster-02")), *generated())
+    run(peering_token, dict(peers=[{"peer_name": "cluster-02"}], meta={"all": "x"},
+                            server_external_addresses=["203.0.113.5:8503"]), session, capsys)
+    assert session.calls[1].body == {"PeerName": "cluster-02", "Meta": {"all": "x"},
+                                     "ServerExternalAddresses": ["203.0.113.5:8503"]}
+
+
+def test_peers_all_live_is_one_get_each_and_no_token(capsys):
+    session = FakeSession(("GET", p("cluster-02"), ok(acceptor("cluster-02"))),
+                          ("GET", p("cluster-03"), ok(acceptor("cluster-03"))))
+    rc, result, out = run(peering_token, dict(peers=[{"peer_name": "cluster-02"}, {"peer_name": "cluster-03"}]),
+                          session, capsys)
+    assert rc == 0 and result["changed"] is False and result["peering_tokens"] == {}
+    assert session.methods() == ["GET", "GET"]
+
+
+def test_peers_check_mode_generates_nothing(capsys):
+    session = FakeSession(("GET", p("cluster-02"), not_found("cluster-02")),
+                          ("GET", p("cluster-03"), not_found("cluster-03")))
+    rc, result, out = run(peering_token, dict(peers=[{"peer_name": "cluster-02"}, {"peer_name": "cluster-03"}]),
+                          session, capsys, check_mode=True)
+    assert result["changed"] is True and result["peering_tokens"] == {}
+    assert session.methods() == ["GET", "GET"]
+
+
+def test_peers_absent_deletes_each(capsys):
+    session = FakeSession(("GET", p("cluster-02"), ok(acceptor("cluster-02"))),
+                          ("DELETE", p("cluster-02"), ok()),
+                          ("GET", p("cluster-02"), not_found("cluster-02")),
+                          ("GET", p("cluster-03"), not_found("cluster-03")))
+    rc, result, out = run(peering_token, dict(peers=[{"peer_name": "cluster-02"}, {"peer_name": "cluster-03"}],
+                                              state="absent"), session, capsys)
+    assert rc == 0 and result["changed"] is True
+    assert [r["operation"] for r in result["peers"]] == ["delete", "none"]
+
+
+def test_peers_failure_names_the_peer_and_what_was_done_without_the_token(capsys):
+    session = FakeSession(("GET", p("cluster-02"), not_found("cluster-02")), *generated(),
+                          ("GET", p("cluster-03"), ok(dialer("cluster-03"))))
+    rc, result, out = run(peering_token, dict(peers=[{"peer_name": "cluster-02"}, {"peer_name": "cluster-03"}]),
+                          session, capsys)
+    assert rc == 1
+    assert result["msg"].startswith("peer cluster-03: ")
+    assert "done before it: cluster-02 (generate)" in result["msg"]
+    assert TOKEN not in out and SECRET not in out
+
+
+@pytest.mark.parametrize("args, text", [
+    (dict(peers=[{"peer_name": "Bad_Name"}]), "peers[0].peer_name"),
+    (dict(peers=[{"peer_name": "cluster-02"}, {"peer_name": "cluster-02"}]), "more than once"),
+    (dict(peers=[{"peer_name": "cluster-02", "server_external_addresses": ["nope"]}]),
+     "peers[0].server_external_addresses[0]"),
+    (dict(peers=[{"peer_name": "cluster-02"}], peer_name="cluster-03"), "mutually exclusive"),
+    (dict(), "one of the following is required"),
+])
+def test_peers_bad_input_fails_before_any_request(capsys, args, text):
+    session = FakeSession()
+    rc, result, out = run(peering_token, args, session, capsys)
+    assert rc == 1 and text in result["msg"], result["msg"]
+    assert session.calls == []
