@@ -113,7 +113,8 @@ def topology_pairs(clusters, acceptors, dialers, mesh):
 
 
 def _empty_host_plan(name):
-    return dict(name=name, skip=False, delete_dialer=[], delete_acceptor=[], unref=[], tokens=[], establish=[],
+    return dict(name=name, skip=False, delete_dialer=[], delete_acceptor=[], unref=[], tokens=[], token_peers=[],
+                establish=[],
                 exports=[], export_removals=[], intentions=[], intention_removals=[], failover=[],
                 failover_removals=[], wait=[], agree=[], verify=[], reports=[], warnings=[], summary=[],
                 renamed={}, peers=[], locks=[])
@@ -398,9 +399,11 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
         if clusters[a].get("server_external_addresses"):
             tok["server_external_addresses"] = list(clusters[a]["server_external_addresses"])
         hp[a]["tokens"].append(tok)
+        # What the token stage sends, as peering_token's peers option takes it (one call for every dialer).
+        hp[a]["token_peers"].append(dict((k, v) for k, v in tok.items() if k != "dialer"))
         hp[d]["establish"].append(dict(peer_name=na, acceptor=a, token_for=nd, meta=dmeta))
-        hp[a]["wait"].append(nd)
-        hp[d]["wait"].append(na)
+        hp[a]["wait"].append(dict(peer_name=nd))
+        hp[d]["wait"].append(dict(peer_name=na))
         hp[a]["agree"].append(dict(peer_name=nd, dialer=d, dialer_peer_name=na))
         hp[a]["summary"].append("create the peering %s: generate a token for %s" % (nd, d))
         hp[d]["summary"].append("create the peering %s: establish with the token of %s" % (na, a))
@@ -493,7 +496,7 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
             services = [x["name"] for x in hp.get(o, {}).get("exports", [])
                         if any(cn["peer"] == names[h] for cn in x["consumers"])]
             if services:
-                hp[h]["verify"].append(dict(peer_name=names[o], services=services))
+                hp[h]["verify"].append(dict(peer_name=names[o], expect_services=services))
     for h in hp:
         p = hp[h]
         if h not in reachable:

@@ -161,7 +161,7 @@ def test_state_combination_ids_agree(sa, sd):
     assert not pa["delete_dialer"] and not pd["delete_acceptor"]
     assert not pa["reports"] and not pd["reports"]
     if expected[2]:
-        assert pa["wait"] == ["c2"] and pd["wait"] == ["c1"]
+        assert pa["wait"] == [{"peer_name": "c2"}] and pd["wait"] == [{"peer_name": "c1"}]
         assert pa["agree"] == [dict(peer_name="c2", dialer="c2", dialer_peer_name="c1")]
 
 
@@ -470,6 +470,8 @@ def test_token_carries_the_managed_mark_meta_and_external_addresses():
     assert tok["meta"] == {"team": "pay", MANAGED_KEY: MANAGED_VALUE}
     assert tok["server_external_addresses"] == ["10.0.0.1:8503"]
     assert out["c2"]["establish"][0]["meta"] == MANAGED
+    # The token stage's peers: the same, without the planner's own bookkeeping (who dials).
+    assert out["c1"]["token_peers"] == [dict((k, v) for k, v in tok.items() if k != "dialer")]
 
 
 def test_meta_change_on_an_active_peering_warns_it_needs_a_new_token():
@@ -485,7 +487,7 @@ def test_external_address_change_on_an_active_peering_warns():
 def test_verify_lists_what_each_peer_exports_here():
     exports = [{"name": "backend"}, {"name": "db", "peers": []}]
     out = ok(two([acc("c2", "X")], [dial("c1", "X")], a=dict(exports=exports)))
-    assert out["c2"]["verify"] == [{"peer_name": "c1", "services": ["backend"]}]
+    assert out["c2"]["verify"] == [{"peer_name": "c1", "expect_services": ["backend"]}]
     assert out["c1"]["verify"] == []
 
 
