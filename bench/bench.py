@@ -239,8 +239,20 @@ class Results:
 
 
 class Bench:
-    def __init__(self, env, results_dir, reps, scale_reps, clusters, topo_reps=3):  # pylint: disable=too-many-arguments
+    def __init__(self, env, results_dir, reps, scale_reps, clusters, topo_reps=3,  # pylint: disable=too-many-arguments
+                 baseline=None):
         self.env = env
+        # Another checkout of the collection whose role is measured alternately with this one (BENCH_BASELINE).
+        self.baseline = None
+        if baseline:
+            coll = os.path.join(results_dir, "baseline-collections")
+            link = os.path.join(coll, "ansible_collections", "seed", "consul_peering")
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            if os.path.lexists(link):
+                os.unlink(link)
+            os.symlink(os.path.abspath(baseline), link)
+            self.baseline = (Ansible(results_dir, {"ANSIBLE_COLLECTIONS_PATH": coll}),
+                             os.path.join(os.path.abspath(baseline), "playbooks", "peer_clusters.yml"))
         self.results_dir = results_dir
         self.reps = reps
         self.scale_reps = scale_reps
@@ -335,17 +347,22 @@ class Bench:
             subprocess.run(["bash", os.path.join(HERE, "floor.sh"), "-"], input="\n".join(spec) + "\n", text=True,
                            env=env, check=True, timeout=300)
             self.r.add("topo %s floor" % name, time.monotonic() - t0, self.counts(n), cpu=child_cpu() - c0)
-            self.reset(n)
-            for run in ("first", "rerun"):
-                key = "topo %s %s" % (name, run)
-                self.reset_counts()
-                dt, out = self.ansible.run([PLAYBOOK, "-i", inv, "--forks", forks], playbook=True)
-                self.r.add(key, dt, self.counts(n), cpu=self.ansible.cpu)
-                self.r.add_profile(key, task_durations(out))
-                self.r.modules.setdefault(key, []).append(module_runs(out))
-                self.r.tokens.setdefault(key, []).append(self.tokens_generated())
-                if run == "rerun" and play_changed(out):
-                    self.r.notes[key] = "the rerun reported %d changed task(s)" % play_changed(out)
+            roles = [("", self.ansible, PLAYBOOK)]
+            if self.baseline:
+                # Alternately first, so that a load change on the machine does not favour one of them.
+                roles.insert(i % 2, ("@baseline", self.baseline[0], self.baseline[1]))
+            for suffix, ansible, playbook in roles:
+                self.reset(n)
+                for run in ("first", "rerun"):
+                    key = "topo %s %s%s" % (name, run, suffix)
+                    self.reset_counts()
+                    dt, out = ansible.run([playbook, "-i", inv, "--forks", forks], playbook=True)
+                    self.r.add(key, dt, self.counts(n), cpu=ansible.cpu)
+                    self.r.add_profile(key, task_durations(out))
+                    self.r.modules.setdefault(key, []).append(module_runs(out))
+                    self.r.tokens.setdefault(key, []).append(self.tokens_generated())
+                    if run == "rerun" and play_changed(out):
+                        self.r.notes[key] = "the rerun reported %d changed task(s)" % play_changed(out)
             say("  %s %d/%d: floor %.2fs, role first %.2fs, rerun %.2fs (rerun: %d writes, %d tokens)" % (
                 name, i + 1, self.topo_reps, self.r.times["topo %s floor" % name][-1],
                 self.r.times["topo %s first" % name][-1], self.r.times["topo %s rerun" % name][-1],
@@ -493,6 +510,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--scale-reps", type=int, default=5)
     ap.add_argument("--topo-reps", type=int, default=3)
+    ap.add_argument("--baseline", default="", help="another checkout whose role is measured alternately on the fleets")
     ap.add_argument("--only", default="floor,polling,role,modules,scale,topologies")
     ap.add_argument("--exports", default="10,100,1000")
     ap.add_argument("--intentions", default="10,100,500")
@@ -506,7 +524,8 @@ def main():
         if need > clusters:
             sys.exit("the fleet %s needs %d clusters, the lab has %d (LAB_CLUSTERS)" % (name, need, clusters))
     results_dir = os.path.dirname(os.path.abspath(args.out))
-    b = Bench(env, results_dir, args.reps, args.scale_reps, clusters, topo_reps=args.topo_reps)
+    b = Bench(env, results_dir, args.reps, args.scale_reps, clusters, topo_reps=args.topo_reps,
+              baseline=args.baseline or None)
     t0 = time.monotonic()
     only = args.only.split(",")
     try:
@@ -538,6 +557,9 @@ def main():
         b.close()
     data = b.r.dump()
     data["reps"] = dict(pair=args.reps, scale=args.scale_reps, topologies=args.topo_reps)
+    if args.baseline:
+        data["baseline"] = subprocess.run(["git", "-C", args.baseline, "log", "-1", "--format=%h %s"],
+                                          capture_output=True, text=True, check=False).stdout.strip()[:100]
     data["topologies"] = dict((k, dict(acceptors=len(TOPOLOGIES[k][0]), dialers=len(TOPOLOGIES[k][1]),
                                        mesh=len(TOPOLOGIES[k][2]), pairs=len(topology_pairs(*TOPOLOGIES[k]))))
                               for k in topologies)

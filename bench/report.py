@@ -228,6 +228,24 @@ def section_fleets(w, r):
             r.module_runs("topo %s first" % k)[0], r.module_runs("topo %s rerun" % k)[0],
             max(writes) if writes else "-", max(toks) if toks else "-", fmt(CPU.get("topo %s first" % k, []))))
     w("")
+    if any("topo %s first@baseline" % k in T for k in r.topos):
+        w("### Before and after: the same fleets, the role of %s measured alternately in this run" % (
+            "`%s`" % r.res.get("baseline") if r.res.get("baseline") else "the baseline checkout"))
+        w("")
+        w("| fleet | first run s before -> after | rerun s before -> after | module runs per host before -> after"
+          " (first / rerun) | first / floor before -> after |")
+        w("|---|---|---|---|---|")
+        for k in r.topos:
+            b, a = "topo %s first@baseline" % k, "topo %s first" % k
+            if b not in T:
+                continue
+            fl = med(T.get("topo %s floor" % k, []))
+            w("| %s | %.2f -> %.2f | %.2f -> %.2f | %g / %g -> %g / %g | %.2fx -> %.2fx |" % (
+                k, med(T[b]), med(T[a]), med(T.get("topo %s rerun@baseline" % k, [])),
+                med(T.get("topo %s rerun" % k, [])), r.module_runs(b)[0],
+                r.module_runs("topo %s rerun@baseline" % k)[0], r.module_runs(a)[0],
+                r.module_runs("topo %s rerun" % k)[0], med(T[b]) / fl, med(T[a]) / fl))
+        w("")
     w("### Targets of issue 20 (ratios within this run)")
     w("")
     w("| target | measured | |")

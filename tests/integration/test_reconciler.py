@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, CountingProxy, consul, delete_all_peerings, read_env_file, wait_for
+from module_runs import module_runs_by_action
 
 PLAYBOOKS = os.path.join(ROOT, "playbooks")
 TIMES = os.path.join(ROOT, "tests", "output", "reconciler-times.json")
@@ -156,6 +157,12 @@ def test_full_mesh_of_four_then_rerun_writes_nothing(ansible, fleet, counting_pr
     first = run(ansible, "peer_clusters", inv)
     record_time("mesh4_first_run_s", time.monotonic() - start)
     assert all(n > 0 for n in changed(first).values())
+    # Issue 20: one module execution per stage and host (read, token, exports, wait, verify), whatever the
+    # number of peers; only establishing runs once per peering this host dials (cluster-04 dials three).
+    runs = module_runs_by_action(first.json())
+    for i, h in enumerate(HOSTS):
+        assert runs[h].get("peering_establish", 0) == i, (h, runs[h])
+        assert max(n for m, n in runs[h].items() if m != "peering_establish") == 1, (h, runs[h])
     for i, a in enumerate(HOSTS):
         for d in HOSTS[i + 1:]:
             # The host whose name sorts first accepts.

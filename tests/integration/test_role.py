@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, consul, delete_all_peerings, read_env_file, wait_for
+from module_runs import module_runs
 
 PLAYBOOKS = os.path.join(ROOT, "playbooks")
 # A peering token is base64 of a JSON object that starts with {"CA": ...
@@ -188,10 +189,10 @@ def test_bad_peer_name_fails_before_any_write(ansible, pair, tmp_path):
 
 @pytest.fixture
 def star(tmp_path):
-    """A separate lab of one acceptor and three dialers (LAB_CLUSTERS=4)."""
+    """A separate lab of one acceptor and four dialers (LAB_CLUSTERS=5); STAR_LAB_PORT_BASE picks its ports."""
     # 500 above the main lab's base (20000 when none is set), so parallel labs do not collide.
-    base = int(os.environ.get("LAB_PORT_BASE") or 19500) + 500
-    env = dict(os.environ, LAB_CLUSTERS="4", LAB_PORT_BASE=str(base),
+    base = int(os.environ.get("STAR_LAB_PORT_BASE") or int(os.environ.get("LAB_PORT_BASE") or 19500) + 500)
+    env = dict(os.environ, LAB_CLUSTERS="5", LAB_PORT_BASE=str(base),
                LAB_STATE_DIR=str(tmp_path / "star-lab"))
     subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "up"], env=env, check=True, timeout=300)
     lab = read_env_file(str(tmp_path / "star-lab" / "env"))
@@ -201,13 +202,26 @@ def star(tmp_path):
         subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "down"], env=env, check=False, timeout=120)
 
 
-def test_star_of_one_acceptor_and_three_dialers(ansible, star, tmp_path):
+def test_star_of_one_acceptor_and_four_dialers_costs_what_one_pair_costs_per_host(ansible, star, tmp_path,
+                                                                                counting_proxy):
+    """Issue 20: module executions per host do not grow with the number of peers, and the rerun writes nothing."""
     acc = star["CLUSTER1_URL"]
-    dialers = {"cluster-%02d" % i: star["CLUSTER%d_URL" % i] for i in (2, 3, 4)}
+    dialers = {"cluster-%02d" % i: star["CLUSTER%d_URL" % i] for i in (2, 3, 4, 5)}
     register(acc, "backend", 9090)
+
+    one = playbook(ansible, "peer_clusters", inventory(tmp_path, {"cluster-01": acc},
+                                                        {"cluster-02": dialers["cluster-02"]}, name="one.yml"))
+    one_runs = module_runs(one.json())
+    assert all(n > 0 for n in changed(one).values())
+    reset(acc, *dialers.values())
+
     inv = inventory(tmp_path, {"cluster-01": acc}, dialers)
     first = playbook(ansible, "peer_clusters", inv)
     assert all(n > 0 for n in changed(first).values())
+    runs = module_runs(first.json())
+    # The acceptor makes four peerings with the module executions one peering takes; each dialer as one.
+    assert runs["cluster-01"] == one_runs["cluster-01"], (runs, one_runs)
+    assert {runs[d] for d in dialers} == {one_runs["cluster-02"]}, (runs, one_runs)
     acc_peerings = peerings(acc)
     for name, url in dialers.items():
         dial = peerings(url)["cluster-01"]
@@ -215,8 +229,21 @@ def test_star_of_one_acceptor_and_three_dialers(ansible, star, tmp_path):
         assert acc_peerings[name]["ID"] == dial["PeerID"]
         status, imported = consul(url, path="/v1/health/service/backend?peer=cluster-01")
         assert [e["Service"]["Service"] for e in imported] == ["backend"]
-    second = playbook(ansible, "peer_clusters", inv)
+
+    # The rerun, through counting proxies: nothing changed, nothing written, no token, and no more module
+    # executions per host than the first run's.
+    proxies = {"cluster-01": counting_proxy(acc)}
+    proxies.update((name, counting_proxy(url)) for name, url in dialers.items())
+    inv2 = inventory(tmp_path, {"cluster-01": proxies["cluster-01"].url},
+                     dict((name, proxies[name].url) for name in dialers), name="via-proxies.yml")
+    second = playbook(ansible, "peer_clusters", inv2)
     assert set(changed(second).values()) == {0}
+    for name, proxy in proxies.items():
+        assert proxy.writes() == 0, (name, dict(proxy.counts))
+        assert ("POST", "/v1/peering/token") not in proxy.counts
+    rerun_runs = module_runs(second.json())
+    assert all(rerun_runs[h] <= runs[h] for h in runs), (rerun_runs, runs)
+    reset(acc, *dialers.values())
 
 
 def test_orphaned_pending_peering_is_reported_and_left_alone(ansible, pair):

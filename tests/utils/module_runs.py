@@ -24,21 +24,25 @@ def is_module(action):
     return action[len(COLLECTION):] not in CONTROLLER_ONLY
 
 
-def module_runs(out):
-    """{host: module executions} over every play of a seed_json document."""
+def module_runs_by_action(out):
+    """{host: {module: executions}} over every play of a seed_json document."""
     runs = {}
     for play in out.get("plays", []):
         for task in play.get("tasks", []):
-            if not is_module(task["task"].get("action")):
+            action = task["task"].get("action")
+            if not is_module(action):
                 continue
             for host, res in task.get("hosts", {}).items():
-                runs.setdefault(host, 0)
+                per = runs.setdefault(host, {})
                 if res.get("skipped"):
                     continue
-                if "results" in res:
-                    runs[host] += sum(1 for r in res["results"] if not r.get("skipped"))
-                else:
-                    runs[host] += 1
+                n = sum(1 for r in res["results"] if not r.get("skipped")) if "results" in res else 1
+                per[action[len(COLLECTION):]] = per.get(action[len(COLLECTION):], 0) + n
     for host in out.get("stats", {}):
-        runs.setdefault(host, 0)
+        runs.setdefault(host, {})
     return runs
+
+
+def module_runs(out):
+    """{host: module executions} over every play of a seed_json document."""
+    return dict((host, sum(per.values())) for host, per in module_runs_by_action(out).items())
