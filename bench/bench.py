@@ -334,8 +334,9 @@ class Bench:
             consumers = [p for p in sorted(peers[e]) if p in dialers or p in mesh]
             spec.append("export %s %s" % (self.purls[e], " ".join(self.names[p] for p in consumers)))
             spec += ["import %s %s" % (self.purls[p], self.names[e]) for p in consumers]
-        host = lambda i: "c%d" % (i + 1)  # noqa: E731
-        members = lambda idx: dict((host(i), (self.purls[i], self.names[i])) for i in idx)  # noqa: E731
+        def members(idx):
+            return dict(("c%d" % (i + 1), (self.purls[i], self.names[i])) for i in idx)
+
         inv = write_inventory(os.path.join(self.results_dir, "inventory-%s.json" % name), members(acceptors),
                               members(dialers), mesh=members(mesh))
         env = dict(os.environ, CONSUL_BIN=self.env["CONSUL_BIN"], SERVICE=SERVICE, SOURCE=SOURCE)
@@ -368,6 +369,36 @@ class Bench:
                 self.r.times["topo %s first" % name][-1], self.r.times["topo %s rerun" % name][-1],
                 sum(c[1] for c in self.r.counts["topo %s rerun" % name][-1]), self.r.tokens["topo %s rerun" % name][-1]))
         self.reset(n)
+
+    # -- what one task costs per host -------------------------------------------
+    def overhead(self, hosts=9):
+        """One play on `hosts` clusters (forks = hosts): a control task (debug), the smallest module (ping) and
+        a read (peering_info), each five times; the seconds of each task from the JSON callback."""
+        hosts = min(hosts, len(self.purls))
+        inv = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+                       "hosts": dict(("c%d" % (i + 1), {"url": self.purls[i]}) for i in range(hosts))}}
+        tasks = []
+        for k in range(5):
+            tasks += [{"name": "control %d" % k, "ansible.builtin.debug": {"msg": "{{ url }}"}},
+                      {"name": "ping %d" % k, "ansible.builtin.ping": {}},
+                      {"name": "read %d" % k, "seed.consul_peering.peering_info": {"url": "{{ url }}"}}]
+        play = [{"hosts": "all", "gather_facts": False, "tasks": tasks}]
+        inv_path = os.path.join(self.results_dir, "inventory-overhead.json")
+        play_path = os.path.join(self.results_dir, "overhead.yml")
+        with open(inv_path, "w") as f:
+            json.dump(inv, f)
+        with open(play_path, "w") as f:
+            json.dump(play, f)
+        for i in range(self.topo_reps):
+            dt, out = self.ansible.run([play_path, "-i", inv_path, "--forks", str(hosts)], playbook=True)
+            per = {}
+            for name, secs in task_durations(out).items():
+                per.setdefault(name.split()[0], []).append(secs)
+            for kind, values in per.items():
+                for v in values:
+                    self.r.add("overhead %s x%d hosts" % (kind, hosts), v)
+            say("  overhead %d/%d: %s" % (i + 1, self.topo_reps, ", ".join(
+                "%s %.2fs" % (k, statistics.median(v)) for k, v in sorted(per.items()))))
 
     # -- modules ad hoc ------------------------------------------------------
     def call(self, key, module, args, expect_changed, env=None):
@@ -511,7 +542,7 @@ def main():
     ap.add_argument("--scale-reps", type=int, default=5)
     ap.add_argument("--topo-reps", type=int, default=3)
     ap.add_argument("--baseline", default="", help="another checkout whose role is measured alternately on the fleets")
-    ap.add_argument("--only", default="floor,polling,role,modules,scale,topologies")
+    ap.add_argument("--only", default="floor,polling,role,modules,scale,overhead,topologies")
     ap.add_argument("--exports", default="10,100,1000")
     ap.add_argument("--intentions", default="10,100,500")
     ap.add_argument("--topologies", default=",".join(TOPOLOGIES))
@@ -547,6 +578,9 @@ def main():
             say("scale: exported_services %s, service_intentions %s, %d repetitions each"
                 % (args.exports, args.intentions, args.scale_reps))
             b.scale([int(x) for x in args.exports.split(",") if x], [int(x) for x in args.intentions.split(",") if x])
+        if "overhead" in only:
+            say("overhead: one task on 9 clusters (control, ping, peering_info), %d repetitions" % args.topo_reps)
+            b.overhead()
         if "topologies" in only:
             say("fleets: %s, each the parallel CLI floor, the role's first run and rerun, %d repetitions"
                 % (", ".join(topologies), args.topo_reps))

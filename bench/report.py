@@ -276,6 +276,26 @@ def section_fleets(w, r):
     w("")
 
 
+def section_overhead(w, r):
+    keys = sorted(k for k in r.T if k.startswith("overhead "))
+    if not keys:
+        return
+    w("## What one task costs, per kind (one play on 9 clusters, forks 9)")
+    w("")
+    w("Wall seconds of one task run on every host at once (median of its five copies in each repetition). The"
+      " difference between a control task and a module task is what an in-process (action plugin) HTTP path"
+      " could save per stage at most; a read is the smallest module plus its imports and one GET.")
+    w("")
+    w("| task | s per task (9 hosts) |")
+    w("|---|---|")
+    label = {"control": "control task (`ansible.builtin.debug`, no module)", "ping": "smallest module (`ping`)",
+             "read": "`peering_info` (one GET)"}
+    for k in keys:
+        kind = k.split()[1]
+        w("| %s | %s |" % (label.get(kind, kind), fmt(r.T[k])))
+    w("")
+
+
 def section_pair(w, r):
     T, C, CPU = r.T, r.C, r.CPU
     w("## One pair: CLI floor and the role")
@@ -398,7 +418,7 @@ def build(res, env, load):
     w = out.append
     r = Results(res)
     section_header(w, r, env, load)
-    for section in (section_targets, section_fleets, section_pair, section_modules, section_scale, section_polling,
+    for section in (section_targets, section_fleets, section_overhead, section_pair, section_modules, section_scale, section_polling,
                     section_profile):
         section(w, r)
     notes = os.path.join(HERE, "NOTES.md")

@@ -11,7 +11,7 @@
 #   BENCH_TOPOLOGIES  comma list of fleets: 1x1,1x4,1x8,3x3,mesh4 (default: all)
 #   BENCH_BASELINE    another checkout of the collection (e.g. a git worktree of main): its role is measured
 #                     alternately with this one on the fleets, for a before/after table
-#   BENCH_ONLY        comma list of floor,polling,role,modules,scale,topologies (default: all)
+#   BENCH_ONLY        comma list of floor,polling,role,modules,scale,overhead,topologies (default: all)
 #   BENCH_OUT         the generated document (default docs/benchmarks.md)
 #   BENCH_KEEP_LAB    1: leave the bench lab running afterwards
 set -euo pipefail
@@ -57,7 +57,7 @@ bash lab/lab.sh up | sed 's/^/  /'
 "$py" "$here/bench.py" --env "$LAB_STATE_DIR/env" --out "$results/results.json" \
   --reps "${BENCH_REPS:-5}" --scale-reps "${BENCH_SCALE_REPS:-5}" --topo-reps "${BENCH_TOPO_REPS:-3}" \
   --topologies "${BENCH_TOPOLOGIES:-1x1,1x4,1x8,3x3,mesh4}" --baseline "${BENCH_BASELINE:-}" \
-  --only "${BENCH_ONLY:-floor,polling,role,modules,scale,topologies}"
+  --only "${BENCH_ONLY:-floor,polling,role,modules,scale,overhead,topologies}"
 
 load_end=$(uptime | sed 's/^ *//')
 "$py" "$here/report.py" --results "$results/results.json" --env "$LAB_STATE_DIR/env" --out "$out" \

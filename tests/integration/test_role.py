@@ -202,15 +202,15 @@ def star(tmp_path):
         subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "down"], env=env, check=False, timeout=120)
 
 
-def test_star_of_one_acceptor_and_four_dialers_costs_what_one_pair_costs_per_host(ansible, star, tmp_path,
-                                                                                counting_proxy):
+def test_star_of_one_acceptor_and_four_dialers_costs_what_one_pair_costs_per_host(
+        ansible, star, tmp_path, counting_proxy):
     """Issue 20: module executions per host do not grow with the number of peers, and the rerun writes nothing."""
     acc = star["CLUSTER1_URL"]
     dialers = {"cluster-%02d" % i: star["CLUSTER%d_URL" % i] for i in (2, 3, 4, 5)}
     register(acc, "backend", 9090)
 
-    one = playbook(ansible, "peer_clusters", inventory(tmp_path, {"cluster-01": acc},
-                                                        {"cluster-02": dialers["cluster-02"]}, name="one.yml"))
+    one_inv = inventory(tmp_path, {"cluster-01": acc}, {"cluster-02": dialers["cluster-02"]}, name="one.yml")
+    one = playbook(ansible, "peer_clusters", one_inv)
     one_runs = module_runs(one.json())
     assert all(n > 0 for n in changed(one).values())
     reset(acc, *dialers.values())

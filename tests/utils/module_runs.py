@@ -24,8 +24,8 @@ def is_module(action):
     return action[len(COLLECTION):] not in CONTROLLER_ONLY
 
 
-def module_runs_by_action(out):
-    """{host: {module: executions}} over every play of a seed_json document."""
+def module_runs_by_action(out, by_task=False):
+    """{host: {module: executions}} over every play of a seed_json document ({host: {task name: ...}} by_task)."""
     runs = {}
     for play in out.get("plays", []):
         for task in play.get("tasks", []):
@@ -37,7 +37,8 @@ def module_runs_by_action(out):
                 if res.get("skipped"):
                     continue
                 n = sum(1 for r in res["results"] if not r.get("skipped")) if "results" in res else 1
-                per[action[len(COLLECTION):]] = per.get(action[len(COLLECTION):], 0) + n
+                key = task["task"]["name"] if by_task else action[len(COLLECTION):]
+                per[key] = per.get(key, 0) + n
     for host in out.get("stats", {}):
         runs.setdefault(host, {})
     return runs
