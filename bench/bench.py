@@ -334,6 +334,7 @@ class Bench:
             consumers = [p for p in sorted(peers[e]) if p in dialers or p in mesh]
             spec.append("export %s %s" % (self.purls[e], " ".join(self.names[p] for p in consumers)))
             spec += ["import %s %s" % (self.purls[p], self.names[e]) for p in consumers]
+
         def members(idx):
             return dict(("c%d" % (i + 1), (self.purls[i], self.names[i])) for i in idx)
 
