@@ -25,10 +25,16 @@ def is_module(action):
 
 
 def module_runs_by_action(out, by_task=False):
-    """{host: {module: executions}} over every play of a seed_json document ({host: {task name: ...}} by_task)."""
+    """{host: {module: executions}} over every play of a seed_json document.
+
+    by_task: {host: {"<k> <task name>": executions}}, k counting the tasks of the run, so that a task that runs
+    twice (the role reads again under its locks) shows as two entries.
+    """
     runs = {}
+    k = 0
     for play in out.get("plays", []):
         for task in play.get("tasks", []):
+            k += 1
             action = task["task"].get("action")
             if not is_module(action):
                 continue
@@ -37,7 +43,7 @@ def module_runs_by_action(out, by_task=False):
                 if res.get("skipped"):
                     continue
                 n = sum(1 for r in res["results"] if not r.get("skipped")) if "results" in res else 1
-                key = task["task"]["name"] if by_task else action[len(COLLECTION):]
+                key = "%d %s" % (k, task["task"]["name"]) if by_task else action[len(COLLECTION):]
                 per[key] = per.get(key, 0) + n
     for host in out.get("stats", {}):
         runs.setdefault(host, {})
