@@ -592,8 +592,12 @@ def main():
         b.close()
     data = b.r.dump()
     data["reps"] = dict(pair=args.reps, scale=args.scale_reps, topologies=args.topo_reps)
+    if args.only != ap.get_default("only"):
+        data["only"] = args.only
     if args.baseline:
-        data["baseline"] = subprocess.run(["git", "-C", args.baseline, "log", "-1", "--format=%h %s"],
+        # The last commit that changed what runs (the role, the plugins), not the checkout's bench.
+        data["baseline"] = subprocess.run(["git", "-C", args.baseline, "log", "-1", "--format=%h %s", "--",
+                                           "roles", "plugins"],
                                           capture_output=True, text=True, check=False).stdout.strip()[:100]
     data["topologies"] = dict((k, dict(acceptors=len(TOPOLOGIES[k][0]), dialers=len(TOPOLOGIES[k][1]),
                                        mesh=len(TOPOLOGIES[k][2]), pairs=len(topology_pairs(*TOPOLOGIES[k]))))
