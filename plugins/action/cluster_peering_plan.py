@@ -19,6 +19,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+MEDIA = ("memory", "vault_file")
 MANAGED_KEY = "managed-by"
 MANAGED_VALUE = "seed.consul_peering"
 PEER_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -117,7 +118,8 @@ def _empty_host_plan(name):
                 establish=[],
                 exports=[], export_removals=[], intentions=[], intention_removals=[], failover=[],
                 failover_removals=[], wait=[], agree=[], verify=[], reports=[], warnings=[], summary=[],
-                renamed={}, peers=[], locks=[])
+                renamed={}, peers=[], locks=[], handover_tokens=[], handover_establish=[], handover_drop=[],
+                verify_exports=[])
 
 
 def _add_unique(lst, value):
@@ -138,23 +140,31 @@ def is_down(read):
 
 
 def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=None, strategy="linear",
-         prune=False, failing_grace=FAILING_GRACE, now=None):
+         prune=False, failing_grace=FAILING_GRACE, now=None, handover=None):
     """Plan every cluster. Returns {"errors": [...], "hosts": {host: host_plan}}.
 
     clusters: {inventory host: {
         name, state ('present'|'absent'), peers (host names), exports, intentions, failover,
         meta, server_external_addresses,
+        remote: bool (cluster_peering_remote: another team's cluster, never contacted),
         observed: None (not read: outside the batch) | {"failed": bool, "msg": str,
                   "peerings": [peering_info summaries], "trust_domain": str}}}
     failing_grace, now: a pair whose IDs agree but whose stream is down (FAILING, or the acceptor's record
     PENDING while the dialer is live) is kept until neither side has heard from the other for
     failing_grace seconds before now (time.time() when None); then it is made again.
+    handover: None (memory) | {"medium": "memory"|"vault_file", "file": path, "now": epoch seconds (else now),
+        "max_age": seconds, "entries": {"<acceptor name>/<dialer name>": {peering_id, generated_at}}}
+        (the handover file's entries without their tokens; see plan_remote_pair).
     """
     now = time.time() if now is None else now
     errors = []
     acceptors, dialers, mesh = list(acceptors), list(dialers), list(mesh)
     batch = list(clusters) if batch is None else list(batch)
     play_hosts = batch if play_hosts is None else list(play_hosts)
+    handover = dict(handover or {})
+    handover.setdefault("now", now)
+    medium = handover.get("medium") or "memory"
+    remote = {h for h in clusters if clusters[h].get("remote")}
 
     if not strategy_is_linear(strategy):
         return dict(errors=["the play's strategy is %r, but the role's stages must run in lock-step across "
@@ -195,14 +205,14 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
     missing = {}
     for h in batch:
         for p in sorted(peers_of.get(h, ())):
-            if p not in batch:
+            if p not in batch and p not in remote and h not in remote:
                 missing.setdefault(p, []).append(h)
     if missing:
         needers = sorted({h for hs in missing.values() for h in hs})
         errors.append("this play's batch lacks %s, which the peerings of %s need: --limit and serial run only some "
                       "clusters, but each peering is made on both of its sides in the same stages; %s"
                       % (", ".join(sorted(missing)), ", ".join(needers), SUPPORTED))
-    elif set(play_hosts) - set(batch):
+    elif set(play_hosts) - set(batch) - remote:
         errors.append("this play runs in batches (serial): %s run in another batch; %s"
                       % (", ".join(sorted(set(play_hosts) - set(batch))), SUPPORTED))
     members = set(acceptors) | set(dialers) | set(mesh) | {h for h in clusters if clusters[h].get("peers")}
@@ -211,10 +221,17 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
         if h in clusters and h in members and not peers_of[h] and clusters[h].get("state", "present") == "present":
             errors.append("%s has no peer: no other cluster shares a topology group with it and it has no "
                           "cluster_peering_peers" % h)
+    for h in sorted(remote):
+        local_peers = sorted(p for p in peers_of[h] if p not in remote)
+        if local_peers and medium == "memory":
+            errors.append("%s is marked cluster_peering_remote (another team runs its side), so the peering "
+                          "token with %s cannot be handed over in memory: set cluster_peering_handover: vault_file "
+                          "(and cluster_peering_handover_file, cluster_peering_handover_password); see docs/teams.md"
+                          % (h, ", ".join(local_peers)))
     if errors:
         return dict(errors=errors, hosts={})
 
-    reachable = {h for h in batch if (clusters[h].get("observed") or {}).get("peerings") is not None
+    reachable = {h for h in batch if h not in remote and (clusters[h].get("observed") or {}).get("peerings") is not None
                  and not (clusters[h].get("observed") or {}).get("failed")}
     # Two hosts that are one cluster (what Consul says about itself, not the URL text).
     by_domain = {}
@@ -226,7 +243,7 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
         if len(hosts) > 1:
             errors.append("%s are the same Consul cluster (Connect CA trust domain %s): a cluster cannot peer with "
                           "itself; point each inventory host at a different cluster" % (" and ".join(hosts), dom))
-    for h in sorted(set(batch) - reachable):
+    for h in sorted(set(batch) - reachable - remote):
         obs = clusters[h].get("observed") or {}
         if obs.get("peerings") is None and obs.get("failed") and obs.get("down") is False:
             # Not a cluster that is down: bad input, a refused ACL token, a TLS problem, an answer that is not
@@ -246,6 +263,8 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
     recs = {h: {r["name"]: r for r in clusters[h]["observed"]["peerings"]} for h in reachable}
     accounted = {h: set() for h in reachable}
     new_pairs = []
+    # (local host, remote peer) pairs whose peering is live or being made here: what the local side can verify.
+    remote_verified = set()
 
     def wanted(a, d):
         return clusters[a].get("state", "present") == "present" and clusters[d].get("state", "present") == "present"
@@ -280,6 +299,11 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
     for key in sorted(pairs, key=sorted):
         a, d, fixed = pairs[key]
         if a not in hp and d not in hp:
+            continue
+        if a in remote or d in remote:
+            if (a in remote) != (d in remote) and (d if a in remote else a) in reachable:
+                plan_remote_pair(a, d, clusters, names, recs, hp, accounted, delete, a in remote, handover,
+                                 remote_verified)
             continue
         if a not in reachable or d not in reachable:
             # One side cannot be read (unpeering a dead cluster): clean the side that answers.
@@ -491,6 +515,20 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
 
     for h in sorted(reachable):
         for o in sorted(hp[h]["peers"]):
+            if o in remote:
+                # Only what the other team's inventory declares, and only once the peering is (being) made here.
+                if (h, o) in remote_verified:
+                    services = [x["name"] for x in clusters[o].get("exports") or []
+                                if x.get("peers") is None or names[h] in x["peers"]]
+                    if services:
+                        hp[h]["verify"].append(dict(peer_name=names[o], services=_uniq(services)))
+                    mine = [x["name"] for x in hp[h]["exports"] if any(cn["peer"] == names[o] for cn in x["consumers"])]
+                    if mine and any(x["peer_name"] == names[o] for x in hp[h]["verify_exports"]):
+                        hp[h]["verify_exports"] = [dict(x, services=mine) if x["peer_name"] == names[o] else x
+                                                   for x in hp[h]["verify_exports"]]
+                    else:
+                        hp[h]["verify_exports"] = [x for x in hp[h]["verify_exports"] if x["peer_name"] != names[o]]
+                continue
             if o not in reachable:
                 continue
             services = [x["name"] for x in hp.get(o, {}).get("exports", [])
@@ -499,18 +537,147 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
                 hp[h]["verify"].append(dict(peer_name=names[o], expect_services=services))
     for h in hp:
         p = hp[h]
-        if h not in reachable:
+        if h not in reachable and h not in remote:
             p["skip"] = True
             p["summary"].append("skipped: %s cannot be read" % h)
         p["peers"] = sorted(p["peers"])
-        p["changes"] = bool(p["delete_acceptor"] or p["delete_dialer"] or p["tokens"] or p["establish"])
+        if h in remote:
+            p["skip"] = True
+            p["summary"].append("not contacted: %s is marked cluster_peering_remote (another team runs its side)" % h)
+        p["changes"] = bool(p["delete_acceptor"] or p["delete_dialer"] or p["tokens"] or p["establish"]
+                            or p["handover_tokens"] or p["handover_establish"] or p["handover_drop"])
     # The clusters whose lock a run must hold before it changes peerings: the accepting side of every peering
     # it makes or removes (two runs making one peering both generate its token there), in peer-name order so
     # that overlapping runs take them in one order and cannot deadlock. Config entries need none (CAS writes).
-    locks = sorted((h for h in hp if hp[h]["tokens"] or hp[h]["delete_acceptor"]), key=lambda h: (names[h], h))
+    # In a one-side run the accepting side may be another team's cluster, never contacted: then the dialing
+    # side that establishes from the handover file is locked instead (two runs would both dial one token).
+    locks = sorted((h for h in hp if hp[h]["tokens"] or hp[h]["delete_acceptor"] or hp[h]["handover_tokens"]
+                    or hp[h]["handover_establish"]), key=lambda h: (names[h], h))
     for h in hp:
         hp[h]["locks"] = locks
     return dict(errors=[], hosts=hp)
+
+
+def handover_key(acceptor_name, dialer_name):
+    """The handover file's entry of the peering `acceptor_name` accepts from `dialer_name`."""
+    return "%s/%s" % (acceptor_name, dialer_name)
+
+
+RUN_AGAIN = "the acceptor's team must run the role again to hand over a new token"
+
+
+def _when(epoch):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def plan_remote_pair(a, d, clusters, names, recs, hp, accounted, delete, acceptor_is_remote, handover, verified):
+    """One side of a peering whose other side another team runs (cluster_peering_remote): the handover.
+
+    The acceptor's side (d remote) generates a token and publishes it in the handover file, unless its peering
+    is live (nothing to do) or PENDING with a token in the file that is still valid (nothing to do: the other
+    team has not dialed yet). The dialer's side (a remote) establishes with the file's token, unless its
+    peering is live; then it removes a used token left in the file. A token older than max_age, or one this
+    cluster already dialed (a peering here carries its peering ID), is refused: the dialer cannot see the
+    acceptor, so that is what it can check; a secret the acceptor no longer honours (used, replaced) is
+    refused by Consul at establishment, and the role says the same.
+    """
+    na, nd = names[a], names[d]
+    key = handover_key(na, nd)
+    entry = (handover.get("entries") or {}).get(key)
+    path = handover.get("file") or "the handover file"
+    now = handover.get("now") or time.time()
+    max_age = int(handover.get("max_age") or 0)
+    wanted = all(clusters[x].get("state", "present") == "present" for x in (a, d))
+    h, o = (d, a) if acceptor_is_remote else (a, d)
+    rec = recs[h].get(names[o])
+    if not wanted:
+        if rec and rec["name"] not in accounted[h]:
+            delete(h, rec)
+            hp[h]["summary"].append("remove the peering %s with %s (%s's team removes its own side)"
+                                    % (rec["name"], o, o))
+        return
+    hp[h]["peers"].append(o)
+    fresh = bool(entry) and max_age > 0 and now - float(entry.get("generated_at") or 0) <= max_age
+    if not acceptor_is_remote:
+        meta = dict(clusters[a].get("meta") or {})
+        meta[MANAGED_KEY] = MANAGED_VALUE
+        if rec and rec.get("role") == "acceptor" and rec["state"] in LIVE:
+            accounted[a].add(rec["name"])
+            verified.add((a, d))
+            hp[a]["verify_exports"].append(dict(peer_name=nd, services=[]))
+            _meta_warnings(hp[a], clusters[a], rec, nd)
+            if entry and entry.get("peering_id") == rec.get("id"):
+                hp[a]["reports"].append("%s still holds the used token of the %s peering %s: %s's run removes it"
+                                        % (path, rec["state"], nd, d))
+            return
+        if rec and rec.get("role") == "acceptor" and rec["state"] == "PENDING":
+            accounted[a].add(rec["name"])
+            if fresh and entry.get("peering_id") == rec.get("id"):
+                hp[a]["reports"].append(
+                    "the peering %s is PENDING: %s's team has not established it yet with the token in %s (made %s, "
+                    "refused by the dialer after %s); no new token is made until then"
+                    % (nd, d, path, _when(float(entry["generated_at"])), _when(float(entry["generated_at"]) + max_age)))
+                return
+            why = "its token in %s is older than cluster_peering_handover_max_age" % path if entry and \
+                not fresh else "%s holds no token for it" % path
+            hp[a]["summary"].append("replace the token of the PENDING peering %s (%s)" % (nd, why))
+        elif rec:
+            if rec["state"] in LIVE and not is_managed(rec):
+                raise PlanError("%s already has a peering '%s' in state %s, not managed by this collection, so it "
+                                "is never touched: remove it yourself (%s) or give %s another cluster_peering_name"
+                                % (a, rec["name"], rec["state"], _removal_command(rec).replace("<host>", a), d))
+            delete(a, rec)
+            hp[a]["summary"].append("remove the stale peering %s (%s, %s side) before peering again"
+                                    % (rec["name"], rec["state"], rec.get("role")))
+        tok = dict(peer_name=nd, dialer=d, acceptor_name=na, key=key, meta=meta)
+        if clusters[a].get("server_external_addresses"):
+            tok["server_external_addresses"] = list(clusters[a]["server_external_addresses"])
+        hp[a]["handover_tokens"].append(tok)
+        hp[a]["summary"].append("create the peering %s: generate a token and hand it over in %s for %s's team"
+                                % (nd, path, d))
+        return
+
+    dmeta = dict(clusters[d].get("meta") or {})
+    dmeta[MANAGED_KEY] = MANAGED_VALUE
+    if rec and rec.get("role") == "dialer" and rec["state"] in LIVE:
+        accounted[d].add(rec["name"])
+        verified.add((d, a))
+        if entry and entry.get("peering_id") == rec.get("peer_id"):
+            hp[d]["handover_drop"].append(key)
+            hp[d]["summary"].append("remove the used token of the peering %s from %s" % (na, path))
+        elif entry:
+            hp[d]["reports"].append("%s holds a token for %s that is not the one of the %s peering %s (another "
+                                    "peering ID); the live peering is kept and the token is not used"
+                                    % (path, na, rec["state"], na))
+        return
+    if not entry:
+        raise PlanError("%s holds no token for the peering %s of %s with %s (entry %s): %s (or first)"
+                        % (path, na, d, a, key, RUN_AGAIN))
+    if not fresh:
+        raise PlanError("the token for the peering %s in %s was made %s, longer ago than "
+                        "cluster_peering_handover_max_age (%d s), so it is refused: %s"
+                        % (na, path, _when(float(entry.get("generated_at") or 0)), max_age, RUN_AGAIN))
+    used = [r for r in recs[d].values() if r.get("peer_id") and r.get("peer_id") == entry.get("peering_id")]
+    if used:
+        raise PlanError("the token for the peering %s in %s was already used: this cluster's peering %s (%s) dialed "
+                        "that peering (ID %s), so its single-use secret is spent: %s"
+                        % (na, path, used[0]["name"], used[0]["state"], entry.get("peering_id"), RUN_AGAIN))
+    if rec:
+        accounted[d].add(rec["name"])
+        if not (rec.get("role") == "dialer" and rec["state"] == "TERMINATED"):
+            if rec["state"] in LIVE and not is_managed(rec):
+                raise PlanError("%s already has a peering '%s' in state %s, not managed by this collection, so it "
+                                "is never touched: remove it yourself (%s) or give %s another cluster_peering_name"
+                                % (d, rec["name"], rec["state"], _removal_command(rec).replace("<host>", d), a))
+            delete(d, rec)
+            hp[d]["summary"].append("remove the stale peering %s (%s, %s side) before peering again"
+                                    % (rec["name"], rec["state"], rec.get("role")))
+    verified.add((d, a))
+    hp[d]["handover_establish"].append(dict(peer_name=na, acceptor=a, key=key, meta=dmeta,
+                                            peering_id=entry.get("peering_id")))
+    hp[d]["wait"].append(na)
+    hp[d]["summary"].append("create the peering %s: establish with the token %s's team handed over in %s"
+                            % (na, a, path))
 
 
 def _uniq(items):
@@ -606,12 +773,16 @@ class ActionModule(ActionBase):
                 continue  # plan() names the unknown host in cluster_peering_peers
             # Hosts of the batch published their settings (role parameters and defaults included);
             # others are only needed for the guard, from the inventory.
-            config = var(h, "cluster_peering__config") if h in batch else None
+            is_remote = boolean(var(h, "cluster_peering_remote", False), strict=False)
+            config = var(h, "cluster_peering__config") if h in batch and not is_remote else None
             if not isinstance(config, dict):
                 config = dict(name=var(h, "cluster_peering_name", h), state=var(h, "cluster_peering_state", "present"),
                               peers=var(h, "cluster_peering_peers", []))
+                if is_remote:
+                    # What the other team's cluster exports, when this team's inventory says so: verified here.
+                    config["exports"] = var(h, "cluster_peering_exports", [])
             observed = None
-            if h in batch:
+            if h in batch and not is_remote:
                 read = var(h, read_var)
                 if isinstance(read, dict) and not read.get("skipped"):
                     failed = bool(read.get("failed") or read.get("unreachable"))
@@ -630,6 +801,7 @@ class ActionModule(ActionBase):
                 meta=dict(config.get("meta") or {}),
                 server_external_addresses=list(config.get("server_external_addresses") or []),
                 observed=observed,
+                remote=is_remote,
             )
         strategy = "linear"
         play = self._task.get_play() if hasattr(self._task, "get_play") else None
@@ -638,7 +810,8 @@ class ActionModule(ActionBase):
         out = plan_or_errors(clusters, acceptors=acceptors, dialers=dialers, mesh=mesh, batch=batch,
                              play_hosts=play_hosts, strategy=strategy,
                              prune=boolean(mine("cluster_peering_prune", False), strict=False),
-                             failing_grace=_seconds(mine("cluster_peering_failing_grace", FAILING_GRACE)))
+                             failing_grace=_seconds(mine("cluster_peering_failing_grace", FAILING_GRACE)),
+                             handover=self._handover(mine))
         if out["errors"]:
             raise AnsibleActionFail("refused before any write: " + " | ".join(out["errors"]))
         mine = out["hosts"].get(me) or _empty_host_plan(me)
@@ -646,3 +819,17 @@ class ActionModule(ActionBase):
         for w in mine["warnings"]:
             self._display.warning(w)
         return result
+
+    @staticmethod
+    def _handover(mine):
+        """The handover medium, and the handover file's entries (no token) the role's inspect step read."""
+        medium = mine("cluster_peering_handover", "memory")
+        if medium not in MEDIA:
+            raise AnsibleActionFail("cluster_peering_handover must be one of %s (got %r)" % (", ".join(MEDIA), medium))
+        out = dict(medium=medium, now=time.time(), max_age=int(mine("cluster_peering_handover_max_age", 86400)),
+                   file=mine("cluster_peering_handover_file", None), entries={})
+        inspected = mine("cluster_peering__handover", None)
+        if medium != "memory" and isinstance(inspected, dict):
+            out["file"] = inspected.get("path") or out["file"]
+            out["entries"] = dict(inspected.get("entries") or {})
+        return out
