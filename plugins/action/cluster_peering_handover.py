@@ -14,16 +14,20 @@ over the old one. A file whose mode lets anyone but its owner read or write it i
 Operations (op):
 - inspect: what the planner may know, no token: {exists, entries: {key: {acceptor, dialer, peering_id,
   generated_at}}}.
-- publish: add the tokens the acceptors of the play registered (var_name) to the file.
+- publish: add the tokens this acceptor registered (var_name: its peering_token results) to the file.
 - receive: this dialer's tokens (keys), each checked against its entry; registered with no_log.
-- remove: drop the keys the dialers of the play used (var_name: their establish results); the file is
+- remove: drop the keys this dialer used (var_name: its establish results) and the keys given; the file is
   deleted when no entry is left.
+publish and remove hold an exclusive lock on the file's directory while they read, change and replace
+the file, so that the hosts of one play (forks) and overlapping runs do not lose each other's entries.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import json
 import os
 import stat
@@ -158,6 +162,17 @@ def save(path, password, doc):
         pass
 
 
+@contextlib.contextmanager
+def locked(path):
+    """An exclusive lock on the directory of path (no lock file left behind)."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def public(entry):
     """An entry without its token: what the planner and the output may see."""
     return {k: entry.get(k) for k in ("acceptor", "dialer", "peering_id", "generated_at")}
@@ -186,6 +201,16 @@ def pick(doc, keys, path):
             raise HandoverError("the handover entry %s of %s does not match its token (edited by hand?): %s"
                                 % (key, path, RUN_AGAIN))
         out[key] = entry["peering_token"]
+    return out
+
+
+def published(results):
+    """[{acceptor, dialer, peering_token}] from registered peering_token loop results over handover_tokens items."""
+    out = []
+    for r in results or []:
+        if isinstance(r, dict) and r.get("peering_token") and isinstance(r.get("item"), dict):
+            out.append(dict(acceptor=r["item"]["acceptor_name"], dialer=r["item"]["peer_name"],
+                            peering_token=r["peering_token"]))
     return out
 
 
@@ -219,48 +244,34 @@ class ActionModule(ActionBase):
                                     "path of the handover file on the controller")
         path = os.path.abspath(os.path.expanduser(str(path)))
         password = args.get("password")
+        registered = task_vars.get(args.get("var_name") or "") or {}
+        results = registered.get("results") if isinstance(registered, dict) else None
         try:
-            doc, exists = load(path, password)
             if op == "inspect":
+                doc, exists = load(path, password)
                 result.update(changed=False, exists=exists, path=path,
                               entries={k: public(e) for k, e in doc["handovers"].items()})
             elif op == "receive":
+                doc, exists = load(path, password)
                 result.update(changed=False, path=path, tokens=pick(doc, list(args.get("keys") or []), path))
             elif op == "publish":
-                tokens = self._collect(task_vars, args.get("var_name"), self._published)
-                added = add_tokens(doc, tokens, time.time())
-                if added and not self._task.check_mode:
-                    save(path, password, doc)
+                tokens = published(results)
+                with locked(path):
+                    doc, exists = load(path, password)
+                    added = add_tokens(doc, tokens, time.time())
+                    if added and not self._task.check_mode:
+                        save(path, password, doc)
                 result.update(changed=bool(added), path=path, keys=sorted(added))
             else:
-                keys = [k for k in self._collect(task_vars, args.get("var_name"), used_keys) if k in doc["handovers"]]
-                for k in keys:
-                    del doc["handovers"][k]
-                if keys and not self._task.check_mode:
-                    save(path, password, doc)
-                result.update(changed=bool(keys), path=path, keys=sorted(keys), removed=exists and not doc["handovers"])
+                wanted = used_keys(results) + list(args.get("keys") or [])
+                with locked(path):
+                    doc, exists = load(path, password)
+                    keys = sorted({k for k in wanted if k in doc["handovers"]})
+                    for k in keys:
+                        del doc["handovers"][k]
+                    if keys and not self._task.check_mode:
+                        save(path, password, doc)
+                result.update(changed=bool(keys), path=path, keys=keys, removed=bool(keys) and not doc["handovers"])
         except HandoverError as e:
             raise AnsibleActionFail(str(e))
         return result
-
-    @staticmethod
-    def _published(results):
-        out = []
-        for r in results or []:
-            if isinstance(r, dict) and r.get("peering_token") and isinstance(r.get("item"), dict):
-                out.append(dict(acceptor=r["item"]["acceptor_name"], dialer=r["item"]["peer_name"],
-                                peering_token=r["peering_token"]))
-        return out
-
-    @staticmethod
-    def _collect(task_vars, var_name, extract):
-        """What extract() finds in every batch host's registered var_name (the task runs once for the play)."""
-        hostvars = task_vars.get("hostvars") or {}
-        out = []
-        for h in task_vars.get("ansible_play_batch") or [task_vars.get("inventory_hostname")]:
-            if h not in hostvars:
-                continue
-            registered = hostvars[h].get(var_name) if var_name else None
-            if isinstance(registered, dict):
-                out.extend(extract(registered.get("results")))
-        return out
