@@ -30,7 +30,7 @@ LABEL_PREFIX = "ansible_collections.seed.consul_peering.docsite."
 # docs/reliability*.md, docs/compatibility.md and docs/benchmarks.md, reports that test, matrix and bench runs regenerate (a page
 # made from them would be stale after every run).
 GUIDES = {
-    "Guides": ["topologies", "acl", "security", "awx", "eda", "failover", "lab", "consul-build"],
+    "Guides": ["topologies", "teams", "acl", "security", "awx", "eda", "failover", "lab", "consul-build"],
     "Project": ["architecture", "release", "decisions"],
 }
 NOT_ON_SITE = ["reliability", "reliability-ha", "compatibility", "benchmarks"]
