@@ -13,11 +13,11 @@ version_added: 0.1.0
 short_description: The handover file of one-side runs (internal to the cluster_peering role)
 description:
   - Used by the C(seed.consul_peering.cluster_peering) role when O(path) is its C(cluster_peering_handover_file)
-    (C(cluster_peering_handover=vault_file)): the accepting team's run publishes peering tokens in the file, the
+    (C(cluster_peering_handover=vault_file)). The accepting team's run publishes peering tokens in the file, the
     dialing team's run reads them and removes them once used. See docs/teams.md.
   - The file is on the controller. It is in ansible-vault format (what the C(ansible.builtin.vault) filter makes;
     C(ansible.builtin.unvault) and C(ansible-vault view) read it), encrypted with O(password). The plaintext is
-    never written: a new file is created with mode 0600 beside the old one, then renamed over it.
+    never written; a new file is created with mode 0600 beside the old one, then renamed over it.
   - A file whose mode lets others read or write it (anything beyond 0600), or owned by another user, is
     refused unread.
   - It sends nothing to Consul.

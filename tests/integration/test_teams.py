@@ -200,7 +200,7 @@ def test_two_teams_peer_verify_rerun_and_leave_no_plaintext_token(teams, ansible
     acc = peering(lab, 1, "dc2")
     assert acc["State"] == "PENDING" and entry["peering_id"] == acc["ID"]
     assert peering(lab, 2, "dc1") is None
-    assert [p for p in os.listdir(teams.share)] == ["dc1-dc2.vault"]
+    assert os.listdir(teams.share) == ["dc1-dc2.vault"]
 
     again = play(scan, ansible, teams, "acceptor", "acceptor's team again (PENDING)")
     assert again.rc == 0 and changed(again) == {"dc1": 0, "dc2": 0}, again.output[-4000:]
@@ -324,7 +324,7 @@ def teams_doc_inventory_vars():
     return yaml.safe_load(m.group(1))
 
 
-def awx_job_dir(tmp_path, name, lab, team_token_value, team, share):
+def awx_job_dir(tmp_path, name, lab, team_token_value, team, share, job_id):
     """A private data directory as AWX lays it out for one team's job template (see test_runner)."""
     pdd = tmp_path / name
     for d in ("project", "inventory", "env", "requirements_collections/ansible_collections/seed"):
@@ -349,7 +349,7 @@ def awx_job_dir(tmp_path, name, lab, team_token_value, team, share):
     (pdd / "env" / "extravars").write_text(yaml.safe_dump({"cluster_peering_wait_timeout": 120}))
     envvars.update({"ANSIBLE_COLLECTIONS_PATH": str(pdd / "requirements_collections"),
                     "ANSIBLE_FORCE_COLOR": "False", "ANSIBLE_HOST_KEY_CHECKING": "False",
-                    "ANSIBLE_LOCAL_TEMP": str(tmp_path / ("ansible-tmp-" + name)), "JOB_ID": name})
+                    "ANSIBLE_LOCAL_TEMP": str(tmp_path / ("ansible-tmp-" + name)), "JOB_ID": str(job_id)})
     (pdd / "env" / "envvars").write_text(yaml.safe_dump(envvars))
     (pdd / "env" / "settings").write_text(yaml.safe_dump({"job_timeout": 600, "suppress_ansible_output": True}))
     return pdd
@@ -360,8 +360,9 @@ def test_awx_workflow_three_jobs(teams, tmp_path):
     share = tmp_path / "awx-share"
     share.mkdir(mode=0o700)
     jobs = {}
-    for ident, team in (("job1-acceptor", "acceptor"), ("job2-dialer", "dialer"), ("job3-verify", "acceptor")):
-        pdd = awx_job_dir(tmp_path, ident, lab, teams.tokens[team], team, share)
+    for job_id, (ident, team) in enumerate((("job1-acceptor", "acceptor"), ("job2-dialer", "dialer"),
+                                            ("job3-verify", "acceptor")), start=101):
+        pdd = awx_job_dir(tmp_path, ident, lab, teams.tokens[team], team, share, job_id)
         jobs[ident] = run_job(pdd, ident)
         job = jobs[ident]
         assert job["status"] == "successful", (ident, job["stdout"][-5000:], job["proc"].stderr[-2000:])

@@ -124,8 +124,8 @@ def test_dialer_run_establishes_from_the_file_and_waits_for_active():
 
 
 def test_dialer_verifies_only_the_remote_exports_meant_for_it():
-    p = ok(dialer_run([], {"c1/c2": entry()}, remote_exports=[{"name": "a"}, {"name": "b", "peers": ["other"]},
-                                                               {"name": "c", "peers": ["c2"]}]))["c2"]
+    exports = [{"name": "a"}, {"name": "b", "peers": ["other"]}, {"name": "c", "peers": ["c2"]}]
+    p = ok(dialer_run([], {"c1/c2": entry()}, remote_exports=exports))["c2"]
     assert p["verify"] == [{"peer_name": "c1", "services": ["a", "c"]}]
 
 
@@ -233,8 +233,8 @@ def test_file_round_trip_is_encrypted_0600_and_holds_what_the_dialer_checks(tmp_
     raw = path.read_text()
     assert raw.startswith("$ANSIBLE_VAULT;1.2;AES256;filter_default") and tok not in raw and "ID-A" not in raw
     doc, exists = ho.load(str(path), "pw")
-    assert exists and ho.public(doc["handovers"]["c1/c2"]) == dict(acceptor="c1", dialer="c2", peering_id="ID-A",
-                                                                     generated_at=NOW)
+    assert exists
+    assert ho.public(doc["handovers"]["c1/c2"]) == dict(acceptor="c1", dialer="c2", peering_id="ID-A", generated_at=NOW)
     assert ho.pick(doc, ["c1/c2"], str(path)) == {"c1/c2": tok}
     assert [p.name for p in tmp_path.iterdir()] == ["h.vault"]  # no temporary file left
 
