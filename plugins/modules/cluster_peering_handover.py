@@ -20,7 +20,10 @@ description:
     never written; a new file is created with mode 0600 beside the old one, then renamed over it.
   - A file whose mode lets others read or write it (anything beyond 0600), or owned by another user, is
     refused unread.
-  - It sends nothing to Consul.
+  - It takes no connection option and sends nothing to Consul. The role's other stages reach the team's own
+    cluster with its C(cluster_peering_url) and C(cluster_peering_token), which fall back to E(CONSUL_HTTP_ADDR),
+    E(CONSUL_HTTP_TOKEN) and the other environment variables of the C(seed.consul_peering.consul) connection
+    options; the other team's cluster (C(cluster_peering_remote)) is never contacted.
 author:
   - seed.consul_peering contributors (!UNKNOWN)
 options:
