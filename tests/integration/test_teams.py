@@ -158,8 +158,8 @@ def peering(lab, i, name):
 
 
 def scan_tree(roots, needles, skip=()):
-    """[(path, needle index)] for regular files under roots that contain a needle (bytes or text)."""
-    hits = []
+    """([(path, needle index)], files read) for regular files under roots that contain a needle."""
+    hits, read = [], 0
     for root in roots:
         for base, dirs, files in os.walk(root):
             dirs[:] = [d for d in dirs if os.path.join(base, d) not in skip]
@@ -172,10 +172,11 @@ def scan_tree(roots, needles, skip=()):
                         data = f.read()
                 except OSError:
                     continue
+                read += 1
                 for n, needle in enumerate(needles):
                     if needle.encode() in data:
                         hits.append((path, n))
-    return hits
+    return hits, read
 
 
 @pytest.fixture
@@ -207,6 +208,11 @@ def test_two_teams_peer_verify_rerun_and_leave_no_plaintext_token(teams, ansible
     assert decrypt(teams.handover)["handovers"]["dc1/dc2"]["peering_token"] == token  # no new token
     assert "no new token is made until then" in again.stdout
 
+    # The dialer's plan first: --check --diff neither reads the token nor writes anything.
+    dry = play(scan, ansible, teams, "dialer", "dialer's team --check --diff", ["--check", "--diff"])
+    assert dry.rc == 0 and "establish with the token dc1's team handed over" in dry.stdout, dry.output[-4000:]
+    assert peering(lab, 2, "dc1") is None and teams.handover.exists()
+
     dial = play(scan, ansible, teams, "dialer", "dialer's team")
     assert dial.rc == 0, dial.output[-5000:]
     assert changed(dial) == {"dc1": 0, "dc2": 2}  # establish, handover file removed
@@ -233,12 +239,16 @@ def test_two_teams_peer_verify_rerun_and_leave_no_plaintext_token(teams, ansible
     scan.scan_files(exclude=teams.secret_files)
     hits = scan.hits(all_forms(teams.secrets() | {token, secret}))
     assert hits == [], hits
-    assert scan.runs == 5 and sum(len(t) for dummy, t in scan.texts) > 100000
+    assert scan.runs == 6 and sum(len(t) for dummy, t in scan.texts) > 100000
     # No plaintext peering token on disk: /tmp (pytest's dirs included) and ~/.ansible, except Consul's own data.
     needles = sorted(all_forms({token, secret}), key=len)
     roots = ["/tmp", os.path.expanduser("~/.ansible")]
-    found = scan_tree(roots, needles, skip={lab["STATE"]})
-    assert found == [], found
+    found, read = scan_tree(roots, needles, skip={lab["STATE"]})
+    print("[teams] %d runs at -vvv, %d kB of output and files searched for %d forms of %d secrets: %d hits; "
+          "%d files under %s searched for %d forms of the peering token and its secret: %d hits"
+          % (scan.runs, sum(len(t) for dummy, t in scan.texts) // 1024, len(all_forms(teams.secrets() | {token, secret})),
+             len(teams.secrets()) + 2, len(hits), read, " and ".join(roots), len(needles), len(found)))
+    assert found == [] and read > 100, (found, read)
 
 
 def test_stale_token_is_refused_and_the_acceptors_rerun_replaces_it(teams, ansible, tmp_path):
