@@ -26,7 +26,8 @@ import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 from conftest import ROOT, consul, read_env_file, wait_for
-from test_runner import JOB_RULES, assert_no_secret, inject_credential, job_stats, run_job
+from test_acl import ACCEPTOR_RULES, DIALER_RULES, LOCK_RULES
+from test_runner import assert_no_secret, inject_credential, job_stats, run_job
 from test_secrets import Scanner, all_forms
 
 PORT_BASE = os.environ.get("TEAMS_LAB_PORT_BASE", "13000")
@@ -34,6 +35,8 @@ PLAYBOOK = os.path.join(ROOT, "playbooks", "peer_clusters.yml")
 TEAMS_DOC = os.path.join(ROOT, "docs", "teams.md")
 PASSPHRASE = "handover passphrase agreed by both teams 7c1e"
 RUN_AGAIN = "the acceptor's team must run the role again"
+# docs/teams.md: each team's rules on its own cluster; in a one-side run the dialer takes the lock too.
+TEAM_RULES = {1: "\n".join(ACCEPTOR_RULES), 2: "\n".join(DIALER_RULES + LOCK_RULES)}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +75,7 @@ def reset(lab):
 def team_token(lab, i, directory):
     """A file (0600) with a new ACL token on cluster i only, with the team's rules (docs/teams.md)."""
     name = "team-%d-%d" % (i, time.monotonic_ns())
-    status, policy = mgmt(lab, i, "PUT", "/v1/acl/policy", {"Name": name, "Rules": JOB_RULES[i]})
+    status, policy = mgmt(lab, i, "PUT", "/v1/acl/policy", {"Name": name, "Rules": TEAM_RULES[i]})
     assert status == 200, policy
     status, token = mgmt(lab, i, "PUT", "/v1/acl/token", {"Policies": [{"Name": name}]})
     assert status == 200, token

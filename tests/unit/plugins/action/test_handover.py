@@ -345,3 +345,11 @@ def test_results_helpers():
     tokens = [{"item": {"acceptor_name": "c1", "peer_name": "c2"}, "peering_token": "T"},
               {"item": {"acceptor_name": "c1", "peer_name": "c3"}, "changed": False}]
     assert ho.published(tokens) == [dict(acceptor="c1", dialer="c2", peering_token="T")]
+
+
+def test_one_side_runs_lock_their_own_cluster_only_when_they_change_peerings():
+    assert ok(acceptor_run())["c1"]["locks"] == ["c1"]
+    assert ok(dialer_run([], {"c1/c2": entry()}))["c2"]["locks"] == ["c2"]
+    # Nothing to do: no lock (a rerun writes nothing, not even a session).
+    assert ok(acceptor_run([acc("c2", "ID-A", "PENDING")], {"c1/c2": entry()}))["c1"]["locks"] == []
+    assert ok(dialer_run([dial("c1", "ID-A")], {}))["c2"]["locks"] == []
