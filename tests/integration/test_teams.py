@@ -244,7 +244,9 @@ def test_two_teams_peer_verify_rerun_and_leave_no_plaintext_token(teams, ansible
     assert hits == [], hits
     assert scan.runs == 6 and sum(len(t) for dummy, t in scan.texts) > 100000
     # No plaintext peering token on disk: /tmp (pytest's dirs included) and ~/.ansible, except Consul's own data.
-    needles = sorted(all_forms({token, secret}), key=len)
+    # Every peering token starts with the same base64 of '{"CA":["-----BEGIN CERTIFICATE-----\n': pieces
+    # of that head would match other tests' tokens (test_secrets keeps one under /tmp), so they are left out.
+    needles = sorted((n for n in all_forms({token, secret}) if n not in token[:160]), key=len)
     roots = ["/tmp", os.path.expanduser("~/.ansible")]
     found, read = scan_tree(roots, needles, skip={lab["STATE"]})
     print("[teams] %d runs at -vvv, %d kB of output and files searched for %d forms of %d secrets: %d hits; "
