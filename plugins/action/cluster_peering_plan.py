@@ -521,7 +521,7 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
                     services = [x["name"] for x in clusters[o].get("exports") or []
                                 if x.get("peers") is None or names[h] in x["peers"]]
                     if services:
-                        hp[h]["verify"].append(dict(peer_name=names[o], services=_uniq(services)))
+                        hp[h]["verify"].append(dict(peer_name=names[o], expect_services=_uniq(services)))
                     mine = [x["name"] for x in hp[h]["exports"] if any(cn["peer"] == names[o] for cn in x["consumers"])]
                     if mine and any(x["peer_name"] == names[o] for x in hp[h]["verify_exports"]):
                         hp[h]["verify_exports"] = [dict(x, services=mine) if x["peer_name"] == names[o] else x
@@ -675,7 +675,7 @@ def plan_remote_pair(a, d, clusters, names, recs, hp, accounted, delete, accepto
     verified.add((d, a))
     hp[d]["handover_establish"].append(dict(peer_name=na, acceptor=a, key=key, meta=dmeta,
                                             peering_id=entry.get("peering_id")))
-    hp[d]["wait"].append(na)
+    hp[d]["wait"].append(dict(peer_name=na))
     hp[d]["summary"].append("create the peering %s: establish with the token %s's team handed over in %s"
                             % (na, a, path))
 

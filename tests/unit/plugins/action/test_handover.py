@@ -118,15 +118,15 @@ def test_dialer_run_establishes_from_the_file_and_waits_for_active():
     out = ok(dialer_run([], {"c1/c2": entry()}, remote_exports=[{"name": "backend"}]))
     p = out["c2"]
     assert [(e["peer_name"], e["key"], e["peering_id"]) for e in p["handover_establish"]] == [("c1", "c1/c2", "ID-A")]
-    assert p["wait"] == ["c1"] and not p["establish"] and p["changes"]
-    assert p["verify"] == [{"peer_name": "c1", "services": ["backend"]}]
+    assert p["wait"] == [{"peer_name": "c1"}] and not p["establish"] and p["changes"]
+    assert p["verify"] == [{"peer_name": "c1", "expect_services": ["backend"]}]
     assert out["c1"]["skip"] and not out["c1"]["handover_tokens"]
 
 
 def test_dialer_verifies_only_the_remote_exports_meant_for_it():
     exports = [{"name": "a"}, {"name": "b", "peers": ["other"]}, {"name": "c", "peers": ["c2"]}]
     p = ok(dialer_run([], {"c1/c2": entry()}, remote_exports=exports))["c2"]
-    assert p["verify"] == [{"peer_name": "c1", "services": ["a", "c"]}]
+    assert p["verify"] == [{"peer_name": "c1", "expect_services": ["a", "c"]}]
 
 
 def test_dialer_without_a_token_in_the_file_is_refused_naming_the_acceptors_team():
