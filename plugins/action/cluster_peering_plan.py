@@ -570,6 +570,17 @@ def _when(epoch):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+def _remove_stale(h, rec, other, hp, delete):
+    """Delete h's record under the pair's name before peering again; a live unmanaged one is refused."""
+    if rec["state"] in LIVE and not is_managed(rec):
+        raise PlanError("%s already has a peering '%s' in state %s, not managed by this collection, so it "
+                        "is never touched: remove it yourself (%s) or give %s another cluster_peering_name"
+                        % (h, rec["name"], rec["state"], _removal_command(rec).replace("<host>", h), other))
+    delete(h, rec)
+    hp[h]["summary"].append("remove the stale peering %s (%s, %s side) before peering again"
+                            % (rec["name"], rec["state"], rec.get("role")))
+
+
 def plan_remote_pair(a, d, clusters, names, recs, hp, accounted, delete, acceptor_is_remote, handover, verified):
     """One side of a peering whose other side another team runs (cluster_peering_remote): the handover.
 
@@ -622,13 +633,7 @@ def plan_remote_pair(a, d, clusters, names, recs, hp, accounted, delete, accepto
                 not fresh else "%s holds no token for it" % path
             hp[a]["summary"].append("replace the token of the PENDING peering %s (%s)" % (nd, why))
         elif rec:
-            if rec["state"] in LIVE and not is_managed(rec):
-                raise PlanError("%s already has a peering '%s' in state %s, not managed by this collection, so it "
-                                "is never touched: remove it yourself (%s) or give %s another cluster_peering_name"
-                                % (a, rec["name"], rec["state"], _removal_command(rec).replace("<host>", a), d))
-            delete(a, rec)
-            hp[a]["summary"].append("remove the stale peering %s (%s, %s side) before peering again"
-                                    % (rec["name"], rec["state"], rec.get("role")))
+            _remove_stale(a, rec, d, hp, delete)
         tok = dict(peer_name=nd, dialer=d, acceptor_name=na, key=key, meta=meta)
         if clusters[a].get("server_external_addresses"):
             tok["server_external_addresses"] = list(clusters[a]["server_external_addresses"])
@@ -665,13 +670,7 @@ def plan_remote_pair(a, d, clusters, names, recs, hp, accounted, delete, accepto
     if rec:
         accounted[d].add(rec["name"])
         if not (rec.get("role") == "dialer" and rec["state"] == "TERMINATED"):
-            if rec["state"] in LIVE and not is_managed(rec):
-                raise PlanError("%s already has a peering '%s' in state %s, not managed by this collection, so it "
-                                "is never touched: remove it yourself (%s) or give %s another cluster_peering_name"
-                                % (d, rec["name"], rec["state"], _removal_command(rec).replace("<host>", d), a))
-            delete(d, rec)
-            hp[d]["summary"].append("remove the stale peering %s (%s, %s side) before peering again"
-                                    % (rec["name"], rec["state"], rec.get("role")))
+            _remove_stale(d, rec, a, hp, delete)
     verified.add((d, a))
     hp[d]["handover_establish"].append(dict(peer_name=na, acceptor=a, key=key, meta=dmeta,
                                             peering_id=entry.get("peering_id")))
