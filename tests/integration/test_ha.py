@@ -517,37 +517,51 @@ def recap_changed(run):
     return sorted(set(re.findall(r"changed=(\d+)", run.output.split("PLAY RECAP")[-1])))
 
 
+def caught_failing(ha, ansible, tmp_path, marker, extra=(), episodes=3):
+    """Partition until the dialer is FAILING, then run the role, until the run's plan saw the FAILING pair
+    (marker in its output) or episodes run out: (run or None, [dialer states of each episode])."""
+    tries = []
+    for dummy in range(episodes):
+        ok, why = converged(ha, timeout=150)
+        assert ok, why
+        tries.append(partition_until_failing(ha))
+        run, dummy = peer_run(ansible, tmp_path, ha, extra=list(extra))
+        assert run.rc == 0, run.output[-3000:]
+        if marker in run.output:
+            return run, tries
+    return None, tries
+
+
 def test_failing_peering_is_kept_within_the_grace_and_made_again_after_it(ha, ansible, tmp_path):
-    """The FAILING policy on a real FAILING peering (after a partition, both clusters answering again)."""
+    """The FAILING policy on a real FAILING peering (after a partition, both clusters answering again).
+
+    FAILING lasts from a second to about a minute after the partition ends; a case counts only when the
+    role's read saw it (the run's warning or plan says so), else the partition is repeated.
+    """
     establish_fresh(ha, ansible, tmp_path)
     before = dialer_peering(ha)
     t0 = time.monotonic()
     # Within the grace (default 300 s): kept, with a warning, nothing written.
-    seen1 = partition_until_failing(ha)
-    kept, dummy = peer_run(ansible, tmp_path, ha)
-    warned = "is FAILING" in kept.output
-    ok1, why1 = converged(ha, timeout=120)
+    kept, tries1 = caught_failing(ha, ansible, tmp_path, "is FAILING")
     middle = dialer_peering(ha)
     # Past the grace (0 s here): made again with a new token.
-    seen2 = partition_until_failing(ha)
-    remade, dummy = peer_run(ansible, tmp_path, ha, extra=["-e", "cluster_peering_failing_grace=0"])
-    recreated = "re-create the peering" in remade.output
-    ok2, why2 = converged(ha, timeout=120)
+    remade, tries2 = caught_failing(ha, ansible, tmp_path, "re-create the peering",
+                                    extra=["-e", "cluster_peering_failing_grace=0"])
+    ok, why = converged(ha, timeout=150)
     after = dialer_peering(ha)
-    good = kept.rc == remade.rc == 0 and ok1 and ok2 and recap_changed(kept) == ["0"] and \
-        middle["ID"] == before["ID"] and (after["ID"] != before["ID"]) == recreated
+    if kept is None or remade is None:
+        row("partition", "FAILING policy: the role runs while the dialer is FAILING", "not run",
+            "the role's read never saw FAILING (dialer states per partition: %s, %s)" % (tries1, tries2))
+        pytest.skip("the role's read never caught the FAILING state: %s %s" % (tries1, tries2))
+    good = ok and recap_changed(kept) == ["0"] and middle["ID"] == before["ID"] and after["ID"] != before["ID"]
     row("partition", "FAILING policy: the role runs while the dialer is FAILING after a %d s partition"
         % PARTITION_SECONDS, "pass" if good else "FAIL",
-        "default grace (dialer %s): rc %d, %s, changed %s, same peering ID %s; cluster_peering_failing_grace=0 "
-        "(dialer %s): rc %d, %s; then %s"
-        % (seen1, kept.rc, "kept with a warning" if warned else "ACTIVE again when read", recap_changed(kept),
-           middle["ID"] == before["ID"], seen2, remade.rc,
-           "made again (new peering ID)" if recreated else "ACTIVE again before it read, kept", why2),
-        time.monotonic() - t0)
-    assert kept.rc == 0 and remade.rc == 0, (kept.output[-3000:], remade.output[-3000:])
+        "default grace: kept with a warning, changed %s, same peering ID (partitions: %d); "
+        "cluster_peering_failing_grace=0: made again, new peering ID (partitions: %d); then %s"
+        % (recap_changed(kept), len(tries1), len(tries2), why), time.monotonic() - t0)
     assert recap_changed(kept) == ["0"] and middle["ID"] == before["ID"], kept.output[-2000:]
-    assert ok1 and ok2, (why1, why2)
-    assert (after["ID"] != before["ID"]) == recreated
+    assert ok, why
+    assert after["ID"] != before["ID"], remade.output[-2000:]
 
 
 def test_whole_acceptor_stopped_and_started(ha, ansible, tmp_path):
