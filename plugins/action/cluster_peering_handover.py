@@ -261,7 +261,7 @@ class ActionModule(ActionBase):
                     added = add_tokens(doc, tokens, time.time())
                     if added and not self._task.check_mode:
                         save(path, password, doc)
-                result.update(changed=bool(added), path=path, keys=sorted(added))
+                result.update(changed=bool(added), path=path, changed_keys=sorted(added))
             else:
                 wanted = used_keys(results) + list(args.get("keys") or [])
                 with locked(path):
@@ -271,7 +271,7 @@ class ActionModule(ActionBase):
                         del doc["handovers"][k]
                     if keys and not self._task.check_mode:
                         save(path, password, doc)
-                result.update(changed=bool(keys), path=path, keys=keys, removed=bool(keys) and not doc["handovers"])
+                result.update(changed=bool(keys), path=path, changed_keys=keys, removed=bool(keys) and not doc["handovers"])
         except HandoverError as e:
             raise AnsibleActionFail(str(e))
         return result

@@ -89,8 +89,8 @@ tokens:
   description: The tokens of O(keys). Register it with C(no_log).
   returned: O(op=receive)
   type: dict
-keys:
-  description: The entries added or removed.
+changed_keys:
+  description: The entries added or removed (C(keys) is not a usable name for a return value in Jinja).
   returned: O(op=publish) or O(op=remove)
   type: list
   elements: str

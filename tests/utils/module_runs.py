@@ -14,7 +14,11 @@ from __future__ import annotations
 
 COLLECTION = "seed.consul_peering."
 # Action plugins of the collection that never start a module.
-CONTROLLER_ONLY = frozenset(("cluster_peering_plan",))
+CONTROLLER_ONLY = frozenset(("cluster_peering_plan", "cluster_peering_handover"))
+# Stages the role runs once per run (run_once), not per host: the locks of the accepting clusters that change.
+# Which host reports them depends on the order hosts joined the play's group (group_by), so per-host counts
+# leave them out unless asked.
+PER_RUN = frozenset(("cluster_lock",))
 
 
 def is_module(action):
@@ -24,11 +28,12 @@ def is_module(action):
     return action[len(COLLECTION):] not in CONTROLLER_ONLY
 
 
-def module_runs_by_action(out, by_task=False):
+def module_runs_by_action(out, by_task=False, per_run=True):
     """{host: {module: executions}} over every play of a seed_json document.
 
     by_task: {host: {"<k> <task name>": executions}}, k counting the tasks of the run, so that a task that runs
     twice (the role reads again under its locks) shows as two entries.
+    per_run: count the run_once lock stages too (under whichever host ran them).
     """
     runs = {}
     k = 0
@@ -36,7 +41,7 @@ def module_runs_by_action(out, by_task=False):
         for task in play.get("tasks", []):
             k += 1
             action = task["task"].get("action")
-            if not is_module(action):
+            if not is_module(action) or (not per_run and action[len(COLLECTION):] in PER_RUN):
                 continue
             for host, res in task.get("hosts", {}).items():
                 per = runs.setdefault(host, {})
@@ -50,6 +55,7 @@ def module_runs_by_action(out, by_task=False):
     return runs
 
 
-def module_runs(out):
-    """{host: module executions} over every play of a seed_json document."""
-    return dict((host, sum(per.values())) for host, per in module_runs_by_action(out).items())
+def module_runs(out, per_run=False):
+    """{host: module executions} over every play of a seed_json document (without the run_once lock stages,
+    unless per_run)."""
+    return dict((host, sum(per.values())) for host, per in module_runs_by_action(out, per_run=per_run).items())
