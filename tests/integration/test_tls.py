@@ -244,11 +244,13 @@ def test_tls_server_name(tls_lab, call):
 
 # --- the role over HTTPS ----------------------------------------------------------------------------
 
-def role_inventory(tmp_path, lab, ca_path=True):
+def role_inventory(tmp_path, lab, ca_path=True, validate_certs=None):
     def host(i):
         h = {"cluster_peering_url": lab["CLUSTER%d_URL" % i]}
         if ca_path:
             h["cluster_peering_ca_path"] = lab["CLUSTER%d_CACERT" % i]
+        if validate_certs is not None:
+            h["cluster_peering_validate_certs"] = validate_certs
         return h
 
     acc = host(1)
@@ -258,7 +260,7 @@ def role_inventory(tmp_path, lab, ca_path=True):
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
         "children": {"consul_acceptors": {"hosts": {"cluster-01": acc}},
                      "consul_dialers": {"hosts": {"cluster-02": host(2)}}}}}
-    path = tmp_path / ("inventory-%s.yml" % ("ca" if ca_path else "env"))
+    path = tmp_path / ("inventory-%s-%s.yml" % ("ca" if ca_path else "env", validate_certs))
     path.write_text(yaml.safe_dump(inv))
     return str(path)
 
@@ -286,6 +288,25 @@ def test_role_over_https_with_ca_path_then_consul_cacert(tls_lab, ansible, tmp_p
                      env={"CONSUL_CACERT": tls_lab["LAB_CACERT"]})
         assert again == {"cluster-01": 0, "cluster-02": 0}
         down = play(ansible, "unpeer_clusters", role_inventory(tmp_path, tls_lab))
+        assert all(n > 0 for n in down.values()), down
+    finally:
+        https(tls_lab, 1, "PUT", "/v1/agent/service/deregister/backend")
+        reset(tls_lab)
+
+
+def test_role_with_validate_certs_false_takes_its_lock_without_verifying(tls_lab, ansible, tmp_path):
+    """cluster_peering_validate_certs: false (no CA anywhere) reaches the lock too, not only the other stages:
+    the lock task gets each cluster's settings as set, false included."""
+    reset(tls_lab)
+    assert https(tls_lab, 1, "PUT", "/v1/agent/service/register", {"Name": "backend", "Port": 9090})[0] == 200
+    try:
+        inv = role_inventory(tmp_path, tls_lab, ca_path=False, validate_certs=False)
+        first = play(ansible, "peer_clusters", inv)
+        assert all(n > 0 for n in first.values()), first
+        acc = https(tls_lab, 1, path="/v1/peering/cluster-02")[1]
+        assert acc["State"] in ("ACTIVE", "ESTABLISHING")
+        assert https(tls_lab, 1, path="/v1/kv/seed/consul_peering/lock")[0] == 404  # taken, then released
+        down = play(ansible, "unpeer_clusters", inv)
         assert all(n > 0 for n in down.values()), down
     finally:
         https(tls_lab, 1, "PUT", "/v1/agent/service/deregister/backend")

@@ -229,9 +229,26 @@ def run_versions(old_path, new_path, old, new, bindir, minor, results, port_base
 
 # Releases known not to build with the listed recipe (measured by hand; docs/consul-build.md).
 BUILD_NOTES = {
+    "1.15.4": "**does not build as released** (agent/structs uses api types its go.mod's api release lacks;"
+              " docs/consul-build.md)",
+    "1.16.6": "**does not build here** (the checksum database has no entry for its envoyextensions v0.4.1;"
+              " docs/consul-build.md)",
+    "1.17.3": "**does not build as released** (command/troubleshoot/ports needs a troubleshoot package its"
+              " go.mod's release lacks; docs/consul-build.md)",
     "1.18.2": "**does not build as released** (its go.mod's proto-public v0.5.1 and troubleshoot v0.4.1 lack"
               " packages its tree uses; docs/consul-build.md)",
+    "1.21.5": "**does not build here** (the module proxy refuses its envoyextensions v0.8.4, 403;"
+              " docs/consul-build.md)",
 }
+# The lines of a failed build that say why (the last line only says to supply a binary).
+BUILD_WHY = re.compile(r"403|404|not available|undefined:|verifying go\.mod|cannot find|no required module")
+
+
+def build_failure(out):
+    lines = out.strip().splitlines() or ["no output"]
+    why = [ln.strip() for ln in lines if BUILD_WHY.search(ln)]
+    return (why[0] if why else lines[-1])[:200]
+
 
 HANDLING = {
     "supported": "kept",
@@ -297,9 +314,12 @@ def write_doc(results, consul_versions, core_minors):
             lines.append("| %s | %s | - | not run |" % (v, BUILD_NOTES.get(v, "not built here yet (docs/consul-build.md)")))
             continue
         secs = b.get("seconds")
+        failed = BUILD_NOTES.get(v, "**build failed**") + (
+            "" if "Supply a consul binary" in b.get("summary", "") else ": " + b.get("summary", ""))
         lines.append("| %s | %s | %s | %s |" % (
-            v, b.get("recipe") if b.get("ok") else "**build failed**: " + b.get("summary", ""),
-            "%dm%02ds" % divmod(secs, 60) if secs else "(cached before timing)",
+            v, b.get("recipe") if b.get("ok") else failed,
+            ("%dm%02ds" % divmod(secs, 60) if secs else "(cached before timing)") if b.get("ok") else "- (%s)"
+            % b.get("date", "?"),
             mark(results.get("smoke", {}).get("%s|%s" % (v, newest_core)))))
     lines += ["", "## ansible-core releases", "",
               "| ansible-core | Python | unit suite | ansible-test sanity | smoke with Consul %s |" % newest_consul,
@@ -451,7 +471,7 @@ def main():
             path, out = consul_bin(v)
             if not path:
                 failed.append("build %s" % v)
-                put(results, "builds", v, {"ok": False, "summary": out.strip().splitlines()[-1][:200],
+                put(results, "builds", v, {"ok": False, "summary": build_failure(out),
                                            "date": today()})
                 continue
             bins[v] = path
