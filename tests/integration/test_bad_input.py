@@ -113,7 +113,7 @@ MODULE_CASES = [
     # peering_info
     ("info-name-invalid", "peering_info", "acc", {"peer_name": "UPPER"}, r"not a valid peer name", None),
     ("info-wait-for-without-name", "peering_info", "acc", {"wait_for": "active"},
-     r"missing parameter\(s\) required by 'wait_for': peer_name", None),
+     r"wait_for is active but any of the following are missing: peer_name, peers", None),
     ("info-wait-for-invalid", "peering_info", "acc", {"peer_name": "bi-c2", "wait_for": "inactive"},
      r"value of wait_for must be one of: active", None),
     ("info-client-cert-without-key", "peering_info", "acc", {"client_cert": "/nonexistent/cert.pem"},
