@@ -151,7 +151,9 @@ def runner_lab(tmp_path):
 
 # The rules of docs/acl.md ("The role"), one policy per cluster.
 JOB_RULES = {
-    1: 'peering = "write"\nmesh = "write"\nservice "backend" {\n  policy     = "deny"\n  intentions = "write"\n}\n',
+    1: 'peering = "write"\nmesh = "write"\nservice "backend" {\n  policy     = "deny"\n  intentions = "write"\n}\n'
+       # the role's lock on the accepting cluster (docs/acl.md, "The lock")
+       'key_prefix "seed/consul_peering/" {\n  policy = "write"\n}\nsession_prefix "" {\n  policy = "write"\n}\n',
     2: 'peering = "write"\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n',
 }
 
@@ -386,12 +388,15 @@ def test_peer_clusters_as_an_awx_job(runner_lab, tmp_path):
     assert sorted(t for t, r in acceptor.items() if r == "changed") == [
         "Allow peers' services to call local services", "Export services to the peers"], acceptor
     assert [t for t, r in dialer.items() if r == "changed"] == [], dialer
-    # The token hand-over is no_log: its events carry nothing but "censored".
+    # The token hand-over, and the connection settings (ACL token) published for the lock, are no_log: their
+    # events carry nothing but "censored".
     assert sorted(t for t, r in acceptor.items() if r == "censored") == [
         "Forget the peering tokens now that they are handed over",
-        "Generate a peering token for each dialer that is not peered yet"], acceptor
-    assert [t for t, r in dialer.items() if r == "censored"] == [
-        "Establish each new peering with the token its acceptor generated for this cluster"], dialer
+        "Generate a peering token for each dialer that is not peered yet",
+        "Publish this cluster's connection settings for the lock"], acceptor
+    assert sorted(t for t, r in dialer.items() if r == "censored") == [
+        "Establish each new peering with the token its acceptor generated for this cluster",
+        "Publish this cluster's connection settings for the lock"], dialer
     assert_no_secret(first, secrets)
 
     # The peering is really there, on both sides, with the same ID.
