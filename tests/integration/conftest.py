@@ -31,6 +31,22 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "utils"))
 from counting_proxy import CountingProxy  # noqa: E402  pylint: disable=wrong-import-position
 
 
+@contextlib.contextmanager
+def acl_lab_up(state, port_base, clusters=2):
+    """A lab of its own with ACLs on (LAB_ACL=1) under state, started and always stopped: its env file's values.
+
+    For the test files that need ACLs (test_acl, test_lock_acl, test_teams), each on its own port base.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
+    env.update(LAB_ACL="1", LAB_CLUSTERS=str(clusters), LAB_PORT_BASE=str(port_base), LAB_STATE_DIR=str(state))
+    lab_sh = os.path.join(ROOT, "lab", "lab.sh")
+    subprocess.run(["bash", lab_sh, "up"], env=env, check=True, timeout=600)
+    try:
+        yield read_env_file(os.path.join(str(state), "env"))
+    finally:
+        subprocess.run(["bash", lab_sh, "down"], env=env, check=False, timeout=120)
+
+
 def read_env_file(path):
     env = {}
     with open(path) as f:

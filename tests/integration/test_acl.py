@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
 
 import pytest
 import yaml
 
-from conftest import ROOT, consul, read_env_file, wait_for
+from conftest import ROOT, acl_lab_up, consul, wait_for
 
 PLAYBOOKS = os.path.join(ROOT, "playbooks")
 PORT_BASE = "24300"
@@ -42,17 +41,9 @@ SLOW_DENIAL = {"timeout": 30}
 
 @pytest.fixture(scope="module")
 def acl_lab(tmp_path_factory):
-    state = tmp_path_factory.mktemp("acl-lab")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
-    env.update(LAB_ACL="1", LAB_CLUSTERS="2", LAB_PORT_BASE=PORT_BASE, LAB_STATE_DIR=str(state))
-    lab_sh = os.path.join(ROOT, "lab", "lab.sh")
-    subprocess.run(["bash", lab_sh, "up"], env=env, check=True, timeout=600)
-    try:
-        values = read_env_file(str(state / "env"))
+    with acl_lab_up(tmp_path_factory.mktemp("acl-lab"), PORT_BASE) as values:
         values["MGMT"] = {i: read_secret(values["CLUSTER%d_TOKEN_FILE" % i]) for i in (1, 2)}
         yield values
-    finally:
-        subprocess.run(["bash", lab_sh, "down"], env=env, check=False, timeout=120)
 
 
 def read_secret(path):

@@ -10,11 +10,10 @@ Ports: LOCK_ACL_PORT_BASE (default 17000; one single-server cluster at 17100-171
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
-from conftest import ROOT, consul, read_env_file
+from conftest import acl_lab_up, consul
 
 PORT_BASE = os.environ.get("LOCK_ACL_PORT_BASE", "17000")
 LOCK_RULES = 'key_prefix "seed/consul_peering/" { policy = "write" }\nsession_prefix "" { policy = "write" }\n'
@@ -24,13 +23,8 @@ NO_KEY = 'session_prefix "" { policy = "write" }\nkey_prefix "seed/consul_peerin
 
 @pytest.fixture(scope="module")
 def acl_lab(tmp_path_factory):
-    state = tmp_path_factory.mktemp("lock-acl-lab")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
-    env.update(LAB_ACL="1", LAB_CLUSTERS="1", LAB_PORT_BASE=PORT_BASE, LAB_STATE_DIR=str(state))
-    lab = os.path.join(ROOT, "lab", "lab.sh")
-    subprocess.run(["bash", lab, "up"], check=True, env=env, capture_output=True, timeout=300)
-    yield read_env_file(os.path.join(str(state), "env"))
-    subprocess.run(["bash", lab, "down"], check=False, env=env, capture_output=True, timeout=120)
+    with acl_lab_up(tmp_path_factory.mktemp("lock-acl-lab"), PORT_BASE, clusters=1) as values:
+        yield values
 
 
 def token_with(lab, name, rules):

@@ -18,14 +18,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 
 import pytest
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
-from conftest import ROOT, consul, read_env_file, wait_for
+from conftest import ROOT, acl_lab_up, consul, wait_for
 from test_acl import ACCEPTOR_RULES, DIALER_RULES, LOCK_RULES
 from test_runner import assert_no_secret, inject_credential, job_stats, run_job
 from test_secrets import Scanner, all_forms
@@ -42,20 +41,13 @@ TEAM_RULES = {1: "\n".join(ACCEPTOR_RULES), 2: "\n".join(DIALER_RULES + LOCK_RUL
 @pytest.fixture(scope="module")
 def teams_lab(tmp_path_factory):
     state = tmp_path_factory.mktemp("teams-lab")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
-    env.update(LAB_ACL="1", LAB_CLUSTERS="2", LAB_PORT_BASE=PORT_BASE, LAB_STATE_DIR=str(state))
-    lab_sh = os.path.join(ROOT, "lab", "lab.sh")
-    subprocess.run(["bash", lab_sh, "up"], env=env, check=True, timeout=600)
-    try:
-        lab = read_env_file(str(state / "env"))
+    with acl_lab_up(state, PORT_BASE) as lab:
         lab["STATE"] = str(state)
         lab["MGMT"] = {}
         for i in (1, 2):
             with open(lab["CLUSTER%d_TOKEN_FILE" % i]) as f:
                 lab["MGMT"][i] = f.read().strip()
         yield lab
-    finally:
-        subprocess.run(["bash", lab_sh, "down"], env=env, check=False, timeout=120)
 
 
 def mgmt(lab, i, method="GET", path="/", body=None):
