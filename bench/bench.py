@@ -373,8 +373,9 @@ class Bench:
 
     # -- what one task costs per host -------------------------------------------
     def overhead(self, hosts=9):
-        """One play on `hosts` clusters (forks = hosts): a control task (debug), the smallest module (ping) and
-        a read (peering_info), each five times; the seconds of each task from the JSON callback."""
+        """One play on `hosts` clusters (forks = hosts): a control task (debug), the smallest module (ping), a
+        read (peering_info, in the controller's worker) and the same read as a module process, each five times;
+        the seconds of each task from the JSON callback."""
         hosts = min(hosts, len(self.purls))
         inv = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
                        "hosts": dict(("c%d" % (i + 1), {"url": self.purls[i]}) for i in range(hosts))}}
@@ -382,7 +383,9 @@ class Bench:
         for k in range(5):
             tasks += [{"name": "control %d" % k, "ansible.builtin.debug": {"msg": "{{ url }}"}},
                       {"name": "ping %d" % k, "ansible.builtin.ping": {}},
-                      {"name": "read %d" % k, "seed.consul_peering.peering_info": {"url": "{{ url }}"}}]
+                      {"name": "read %d" % k, "seed.consul_peering.peering_info": {"url": "{{ url }}"}},
+                      {"name": "module-read %d" % k, "seed.consul_peering.peering_info": {"url": "{{ url }}"},
+                       "vars": {"seed_consul_peering_in_process": False}}]
         play = [{"hosts": "all", "gather_facts": False, "tasks": tasks}]
         inv_path = os.path.join(self.results_dir, "inventory-overhead.json")
         play_path = os.path.join(self.results_dir, "overhead.yml")
@@ -580,7 +583,7 @@ def main():
                 % (args.exports, args.intentions, args.scale_reps))
             b.scale([int(x) for x in args.exports.split(",") if x], [int(x) for x in args.intentions.split(",") if x])
         if "overhead" in only:
-            say("overhead: one task on 9 clusters (control, ping, peering_info), %d repetitions" % args.topo_reps)
+            say("overhead: one task on 9 clusters (control, ping, peering_info in process and as a module), %d repetitions" % args.topo_reps)
             b.overhead()
         if "topologies" in only:
             say("fleets: %s, each the parallel CLI floor, the role's first run and rerun, %d repetitions"

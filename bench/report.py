@@ -293,13 +293,16 @@ def section_overhead(w, r):
     w("## What one task costs, per kind (one play on 9 clusters, forks 9)")
     w("")
     w("Wall seconds of one task run on every host at once (median of its five copies in each repetition). The"
-      " difference between a control task and a module task is what an in-process (action plugin) HTTP path"
-      " could save per stage at most; a read is the smallest module plus its imports and one GET.")
+      " difference between a control task and a module process is what a module task costs over a control"
+      " task; `peering_info` runs in the controller's worker for a local connection (the collection's action"
+      " plugins, plugin_utils/in_process.py), and as a module process when `seed_consul_peering_in_process`"
+      " is false, as it does over SSH.")
     w("")
     w("| task | s per task (9 hosts) |")
     w("|---|---|")
-    label = {"control": "control task (`ansible.builtin.debug`, no module)", "ping": "smallest module (`ping`)",
-             "read": "`peering_info` (one GET)"}
+    label = {"control": "control task (`ansible.builtin.debug`, no module)", "ping": "smallest module process (`ping`)",
+             "read": "`peering_info` (one GET), in the controller's worker",
+             "module-read": "`peering_info` (one GET), as a module process"}
     for k in keys:
         kind = k.split()[1]
         w("| %s | %s |" % (label.get(kind, kind), fmt(r.T[k])))

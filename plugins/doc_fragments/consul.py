@@ -13,6 +13,13 @@ requirements:
   - Python 3.8 or later and the C(requests) library on the host that runs the module. That is the
     controller with C(ansible_connection=local) (the usual way), or the Consul server when the module runs
     over SSH on it.
+notes:
+  - With C(ansible_connection=local), the module's code runs inside the worker process that Ansible
+    forks for the task (the collection's action plugin of the same name), not in a new module process;
+    the same argument checks, result and C(no_log) masking, without the cost of starting a module for
+    every host and task. Set the variable C(seed_consul_peering_in_process=false) to run it as a module
+    process instead. It runs as a module process anyway with any other connection, C(become), C(async),
+    a task or play C(environment), or when the controller's Python lacks C(requests).
 options:
   url:
     description:
@@ -100,6 +107,10 @@ attributes:
   platform:
     support: full
     platforms: posix
+  action:
+    description: An action plugin of the same name runs the module's code in the controller's worker for a
+      local connection, and the module otherwise.
+    support: full
   action_group:
     description: Use C(group/seed.consul_peering.consul) in C(module_defaults) to set the connection options once.
     support: full

@@ -56,6 +56,8 @@ def call(ansible):
 
     def run(module, args, check=False, diff=False, env=None):
         cli = ["localhost", "-m", "seed.consul_peering." + module, "-a", json.dumps(args)]
+        if run.in_process is False:
+            cli += ["-e", "seed_consul_peering_in_process=false"]
         if check:
             cli.append("--check")
         if diff:
@@ -67,6 +69,8 @@ def call(ansible):
             pytest.fail("no JSON result from ansible (rc %s):\n%s" % (proc.rc, proc.output))
         return proc, result
 
+    # False: every call of the test runs as a module process (the path over SSH) instead of in the worker.
+    run.in_process = None
     return run
 
 
@@ -113,8 +117,10 @@ def failure(proc, result):
 
 # --- the lifecycle ---------------------------------------------------------------------
 
-def test_generate_establish_then_nothing_changes(call, urls):
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "module-process"])
+def test_generate_establish_then_nothing_changes(call, urls, in_process):
     acceptor, dialer = urls
+    call.in_process = in_process
     proc, first = call("peering_token", dict(url=acceptor, peer_name=DIALER_NAME, meta={"env": "lab"}))
     assert proc.rc == 0, proc.output
     assert first["changed"] is True
@@ -377,14 +383,18 @@ LIFECYCLE = """
 """ % dict(dialer_name=DIALER_NAME, acceptor_name=ACCEPTOR_NAME)
 
 
-def test_lifecycle_at_vvv_shows_neither_token_nor_secret(ansible, urls, tmp_path):
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "module-process"])
+def test_lifecycle_at_vvv_shows_neither_token_nor_secret(ansible, urls, tmp_path, in_process):
     acceptor, dialer = urls
     playbook = tmp_path / "lifecycle.yml"
     playbook.write_text(textwrap.dedent(LIFECYCLE))
     token_file = tmp_path / "token"
-    extra = json.dumps(dict(acceptor=acceptor, dialer=dialer, token_file=str(token_file)))
+    extra = json.dumps(dict(acceptor=acceptor, dialer=dialer, token_file=str(token_file),
+                            seed_consul_peering_in_process=in_process))
     proc = ansible([str(playbook), "-i", "localhost,", "-c", "local", "-vvv", "-e", extra], playbook=True)
     assert proc.rc == 0, proc.output
+    path = "runs in the controller's worker" if in_process else "runs as a module: seed_consul_peering_in_process is false"
+    assert path in proc.output
     assert "ok: [localhost]" in proc.output or "changed: [localhost]" in proc.output
 
     token = token_file.read_text().strip()
@@ -395,6 +405,24 @@ def test_lifecycle_at_vvv_shows_neither_token_nor_secret(ansible, urls, tmp_path
         assert needle not in proc.output, "a secret appears in the output"
     assert pt.MSG_SECRET_USED in proc.output
     assert peerings(acceptor) == [] and peerings(dialer) == []
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "module-process"])
+def test_each_path_runs_where_it_says(ansible, urls, in_process):
+    """A local connection runs the module's code in the worker: no AnsiballZ payload is built or run."""
+    acceptor, dummy = urls
+    cli = ["localhost", "-m", "seed.consul_peering.peering_info", "-a", json.dumps(dict(url=acceptor)), "-vvv"]
+    if not in_process:
+        cli += ["-e", "seed_consul_peering_in_process=false"]
+    proc = ansible(cli)
+    assert proc.rc == 0, proc.output
+    assert "localhost | SUCCESS" in proc.output
+    if in_process:
+        assert "seed.consul_peering.peering_info runs in the controller's worker (local connection)" in proc.output
+        assert "AnsiballZ_peering_info.py" not in proc.output
+    else:
+        assert "seed.consul_peering.peering_info runs as a module: seed_consul_peering_in_process is false" in proc.output
+        assert "AnsiballZ_peering_info.py" in proc.output
 
 
 # --- one request when nothing changes ---------------------------------------------------

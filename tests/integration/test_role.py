@@ -96,8 +96,11 @@ def pair(lab, tmp_path):
     deregister(dial, "frontend")
 
 
-def test_pair_peers_and_rerun_changes_nothing(ansible, pair, counting_proxy, tmp_path):
-    first = playbook(ansible, "peer_clusters", pair["inventory"])
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "module-process"])
+def test_pair_peers_and_rerun_changes_nothing(ansible, pair, counting_proxy, tmp_path, in_process):
+    # module-process: every module task of the role runs as a module process, as over SSH.
+    path = ("-e", "seed_consul_peering_in_process=%s" % str(in_process).lower())
+    first = playbook(ansible, "peer_clusters", pair["inventory"], *path)
     assert all(n > 0 for n in changed(first).values()), changed(first)
 
     acc, dial = peerings(pair["acceptor"]), peerings(pair["dialer"])
@@ -113,7 +116,7 @@ def test_pair_peers_and_rerun_changes_nothing(ansible, pair, counting_proxy, tmp
     proxies = {"cluster-01": counting_proxy(pair["acceptor"]), "cluster-02": counting_proxy(pair["dialer"])}
     inv = inventory(tmp_path, {"cluster-01": proxies["cluster-01"].url}, {"cluster-02": proxies["cluster-02"].url},
                     name="via-proxies.yml")
-    second = playbook(ansible, "peer_clusters", inv)
+    second = playbook(ansible, "peer_clusters", inv, *path)
     assert changed(second) == {"cluster-01": 0, "cluster-02": 0}
     for name, proxy in proxies.items():
         assert proxy.writes() == 0, (name, dict(proxy.counts))
