@@ -22,7 +22,8 @@ from ansible.plugins.action import ActionBase
 MEDIA = ("memory", "vault_file")
 MANAGED_KEY = "managed-by"
 MANAGED_VALUE = "seed.consul_peering"
-PEER_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# fullmatch: "$" alone would also accept a name followed by a newline.
+PEER_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 # States in which a pair whose IDs agree is left alone (FAILING heals itself when the stream returns).
 LIVE = ("ACTIVE", "ESTABLISHING", "FAILING")
 # How long a pair whose IDs agree may go without contact (FAILING, or the acceptor's record read as PENDING
@@ -176,7 +177,7 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
     for h in sorted(clusters):
         c = clusters[h]
         name = c.get("name") or h
-        if not isinstance(name, str) or not PEER_NAME.match(name):
+        if not isinstance(name, str) or not PEER_NAME.fullmatch(name):
             errors.append("cluster_peering_name '%s' of %s is not a valid peer name: use at most 63 lowercase "
                           "letters, digits and '-', starting and ending with a letter or digit" % (name, h))
         names[h] = name

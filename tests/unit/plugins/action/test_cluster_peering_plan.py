@@ -425,10 +425,12 @@ def test_two_hosts_on_one_cluster_are_refused():
     assert out["errors"] and "c1 and c2 are the same Consul cluster" in out["errors"][0]
 
 
-@pytest.mark.parametrize("name", ["Cluster_01", "-x", "x" * 64, ""])
+@pytest.mark.parametrize("name", ["Cluster_01", "-x", "x" * 64, "", "dc1\n", "dc1\r\n", " dc1"])
 def test_bad_peer_name(name):
     out = two([], [], a=dict(name=name) if name else {})
     assert bool(out["errors"]) is bool(name)
+    if name:
+        assert "is not a valid peer name" in out["errors"][0]
 
 
 def test_duplicate_names_refused():
