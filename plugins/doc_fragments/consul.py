@@ -28,6 +28,11 @@ options:
       - If not set, the value of the E(CONSUL_HTTP_ADDR) environment variable is used; a V(host:port)
         value there means V(https://) when E(CONSUL_HTTP_SSL) is true, V(http://) otherwise.
       - If neither is set, V(http://127.0.0.1:8500).
+      - When E(CONSUL_HTTP_SSL) is true, an V(http://) address is used as V(https://), as Consul's CLI does;
+        that setting never falls back to plain HTTP.
+      - Only scheme, host and port. An address with a path (V(http://host:8500/v1)), a query (V(?dc=dc1),
+        use O(datacenter)) or a fragment is refused before any request, and so is a V(unix://) socket
+        address (the modules talk HTTP over TCP).
       - User information in the address (V(https://TOKEN@host)) is refused, since Consul never reads credentials
         from the URL. Redirects are never followed.
     type: str
