@@ -122,3 +122,16 @@ attributes:
     membership:
       - seed.consul_peering.consul
 """
+
+    # The role's controller-side action plugins (cluster_peering_plan, cluster_peering_handover): no request,
+    # no diff, run on the controller. Each adds its own check_mode.
+    CONTROLLER = r"""
+attributes:
+  diff_mode:
+    description: Returns no diff.
+    support: none
+  platform:
+    description: Runs on the controller.
+    support: full
+    platforms: all
+"""

@@ -50,17 +50,12 @@ options:
   var_name:
     description: Name of this host's registered variable to publish from, or to find used entries in.
     type: str
+extends_documentation_fragment:
+  - seed.consul_peering.consul.controller
 attributes:
   check_mode:
     description: V(publish) and V(remove) write nothing in check mode.
     support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-  platform:
-    description: Runs on the controller.
-    support: full
-    platforms: all
 """
 
 EXAMPLES = r"""

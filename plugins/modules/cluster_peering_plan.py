@@ -30,17 +30,12 @@ options:
     description: Name of the host variable the read stage registered (C(peering_info) with C(cluster_identity)).
     type: str
     default: cluster_peering__read
+extends_documentation_fragment:
+  - seed.consul_peering.consul.controller
 attributes:
   check_mode:
     description: Runs the same in check mode; it never writes anything.
     support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-  platform:
-    description: Runs on the controller.
-    support: full
-    platforms: all
 """
 
 EXAMPLES = r"""

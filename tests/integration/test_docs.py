@@ -357,8 +357,12 @@ def test_readme_module_options_exist(module_docs):
     """Option and module names the README's module sections use are real ones."""
     with open(os.path.join(ROOT, "meta", "runtime.yml")) as f:
         action_groups = set(yaml.safe_load(f).get("action_groups") or {})
-    # module names, the action groups, the role's variables, and an Ansible keyword
-    known = set(module_docs) | action_groups | set(role_spec()["options"]) | {"module_defaults"}
+    # module names, the action groups, the role's variables, Ansible keywords and connection variables, and the
+    # switch the action plugins read (plugin_utils/in_process.py)
+    with open(os.path.join(ROOT, "plugins", "plugin_utils", "in_process.py")) as f:
+        switch = re.search(r'^SWITCH = "([a-z_]+)"$', f.read(), re.M).group(1)
+    known = set(module_docs) | action_groups | set(role_spec()["options"]) | {switch} | {
+        "module_defaults", "ansible_connection", "async", "become", "environment", "no_log"}
     for doc in module_docs.values():
         known |= option_names(doc.get("options"))
     text = readme()
