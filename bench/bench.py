@@ -402,7 +402,13 @@ class Bench:
             json.dump(inv, f)
         with open(play_path, "w") as f:
             json.dump(play, f)
+        empty_path = os.path.join(self.results_dir, "overhead-empty.yml")
+        with open(empty_path, "w") as f:
+            json.dump([{"hosts": "all", "gather_facts": False, "tasks": []}], f)
         for i in range(self.topo_reps):
+            # ansible-playbook's own start-up on these hosts: a play with no task.
+            dt, out = self.ansible.run([empty_path, "-i", inv_path, "--forks", str(hosts)], playbook=True)
+            self.r.add("overhead startup x%d hosts" % hosts, dt)
             dt, out = self.ansible.run([play_path, "-i", inv_path, "--forks", str(hosts)], playbook=True)
             per = {}
             for name, secs in task_durations(out).items():
