@@ -90,6 +90,7 @@ def reset(urls, peerings=True, timeout=90):
                 api(url, "/v1/config/%s/%s" % (kind, entry["Name"]), "DELETE")
     if not peerings:
         return
+
     def delete_all():
         # Dialers first: the acceptor's record then follows through DELETING.
         for url in reversed(urls):
