@@ -427,3 +427,79 @@ def test_unmanaged_peering_deleted_is_left_alone(setup, rulebook):
         assert DIAL not in peerings(setup["acc"]) and peerings(setup["dial"])[ACC]["State"] == "TERMINATED"
     finally:
         unpeer(setup)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_rulebook_process_memory_over_1000_transitions(setup, rulebook):
+    """Measured, not asserted beyond a loose bound: the RSS of the ansible-rulebook process (Python, the
+    source and the in-process JVM of the rules engine) before and after 1000 peering transitions.
+
+    Transitions are unmanaged PENDING peerings (tokens generated, then deleted) on both clusters, so no
+    rule fires and no playbook runs: what grows is the engine and the source.
+    """
+    names = ["eda-mem-%03d" % i for i in range(100)]
+    urls = (setup["acc"], setup["dial"])
+
+    def transitions():
+        return len([e for e in book.events if str(e.get("peer_name", "")).startswith("eda-mem-")
+                    and e.get("type") in ("appeared", "state_changed", "deleted")])
+
+    def quiet():
+        """The source has seen the last round: no new event for 3 s (bounded)."""
+        last, deadline = -1, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            count = transitions()
+            if count == last:
+                return count
+            last = count
+            time.sleep(3)
+        return last
+
+    def rounds(until):
+        while transitions() < until:
+            for name in names:
+                for url in urls:
+                    status, body = consul(url, "POST", "/v1/peering/token", {"PeerName": name})
+                    assert status == 200, body
+            for name in names:
+                for url in urls:
+                    consul(url, "DELETE", "/v1/peering/" + name)
+            assert wait_for(lambda: not [n for u in urls for n in peerings(u) if n.startswith("eda-mem-")],
+                            timeout=120, interval=0.5)
+            quiet()
+        return transitions()
+
+    anchors = []
+    for url in urls:
+        status, body = consul(url, "POST", "/v1/peering/token", {"PeerName": "eda-anchor"})
+        assert status == 200, body
+        anchors.append(url)
+    try:
+        book = rulebook()
+        time.sleep(5)
+        started = rss_kib(book.proc.pid)
+        warm = rounds(300)
+        warm_rss = rss_kib(book.proc.pid)
+        t0 = time.time()
+        series = []
+        for dummy in range(int(os.environ.get("EDA_MEMORY_BLOCKS", "2"))):
+            series.append((rounds((series[-1][0] if series else warm) + 1000), rss_kib(book.proc.pid)))
+        seconds = time.time() - t0
+        done, after = series[0]
+        assert book.proc.poll() is None and "PLAY [" not in book.output, book.output[-3000:]
+        record("memory", {
+            "rss_kib_started": started, "rss_kib_after_warm_up": warm_rss, "warm_up_transitions": warm,
+            "transitions": done - warm, "rss_kib_after": after, "rss_kib_growth": after - warm_rss,
+            "series_transitions_rss_kib": series, "seconds": round(seconds, 1)})
+        assert done - warm >= 1000
+        # Loose: the JVM sizes its heap in steps of several MiB (docs/eda.md); a leak per event is far more.
+        assert after - warm_rss < 64 * 1024, (warm_rss, after)
+    finally:
+        for url in anchors:
+            consul(url, "DELETE", "/v1/peering/eda-anchor")
+            for name in names:
+                consul(url, "DELETE", "/v1/peering/" + name)
