@@ -503,3 +503,37 @@ def test_rulebook_process_memory_over_1000_transitions(setup, rulebook):
             consul(url, "DELETE", "/v1/peering/eda-anchor")
             for name in names:
                 consul(url, "DELETE", "/v1/peering/" + name)
+
+
+def pins(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return dict(line.strip().split("==", 1) for line in f if "==" in line and not line.startswith("#"))
+
+
+def test_builder_renders_the_decision_environment(tmp_path):
+    """ansible-builder (no container runtime) renders extensions/eda/decision-environment.yml with the
+    versions the lab tests run (requirements*.txt) and this collection from Galaxy (docs/eda.md)."""
+    ctx = tmp_path / "context"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-builder"), "create", "-f",
+                           os.path.join(ROOT, "extensions", "eda", "decision-environment.yml"), "--context", str(ctx),
+                           "-v", "3"], env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    containerfiles = [p for p in ("Containerfile", "Dockerfile") if (ctx / p).exists()]
+    assert containerfiles, os.listdir(str(ctx))
+    text = (ctx / containerfiles[0]).read_text()
+    tested = dict(pins("requirements.txt"), **pins("requirements-test.txt"))
+    assert "quay.io/centos/centos:stream9" in text
+    assert "ansible-core==%s" % tested["ansible-core"] in text and "ansible-runner==%s" % tested["ansible-runner"] in text
+    assert "ENV JAVA_HOME=/usr/lib/jvm/jre-17-openjdk" in text
+    assert (ctx / "_build" / "requirements.txt").read_text().split() == ["ansible-rulebook==" + tested["ansible-rulebook"]]
+    assert "java-17-openjdk-headless" in (ctx / "_build" / "bindep.txt").read_text()
+    reqs = yaml.safe_load((ctx / "_build" / "requirements.yml").read_text())["collections"]
+    assert [c["name"] for c in reqs] == ["seed.consul_peering"] and "type" not in reqs[0] and "source" not in reqs[0]
+    # The range from Galaxy takes the version this checkout is.
+    with open(os.path.join(ROOT, "galaxy.yml")) as f:
+        version = tuple(int(x) for x in yaml.safe_load(f)["version"].split(".")[:2])
+    low, high = (tuple(int(x) for x in re.sub(r"[^0-9.]", "", part).split(".")[:2]) for part in reqs[0]["version"].split(","))
+    assert low <= version < high, (reqs[0]["version"], version)
