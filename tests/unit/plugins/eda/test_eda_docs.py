@@ -80,7 +80,7 @@ def quoted_values(text):
         for span in re.findall(r"`([^`]+)`", line):
             for part in span.split(", "):
                 key, sep, value = part.rpartition(": ")
-                if sep:
+                if sep and key.split():
                     found.append((title, key.split()[-1].split(":")[-1], value, line))
         for key, value in re.findall(r"`(\w+)` \((\d+(?:\.\d+)?)(?: s)?\)", line):
             found.append((title, key, value, line))
