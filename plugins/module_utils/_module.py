@@ -60,8 +60,10 @@ class InProcessModule(object):
     exit_json/fail_json do: invocation, warnings, and every no_log value masked.
     """
 
-    def __init__(self, name, args, check_mode, diff, argument_spec, supports_check_mode=True, **constraints):
+    def __init__(self, name, args, check_mode, diff, argument_spec, supports_check_mode=True, inject_invocation=True,
+                 **constraints):
         self._name = name
+        self._inject_invocation = inject_invocation
         self.check_mode = bool(check_mode)
         self._diff = bool(diff)
         self._warnings = []
@@ -85,7 +87,11 @@ class InProcessModule(object):
         self._warnings.append(warning)
 
     def _formatted(self, result):
-        result.setdefault("invocation", {"module_args": self.params})
+        # ansible-core 2.21 returns the invocation only when INJECT_INVOCATION is on; earlier releases always.
+        if self._inject_invocation:
+            result.setdefault("invocation", {"module_args": self.params})
+        else:
+            result.pop("invocation", None)
         if self._warnings:
             result["warnings"] = list(self._warnings)
         return remove_values(result, self.no_log_values)
@@ -100,14 +106,15 @@ class InProcessModule(object):
 
 
 @contextlib.contextmanager
-def in_process(name, args, check_mode, diff):
+def in_process(name, args, check_mode, diff, inject_invocation=True):
     """Within this block, run_module() builds an InProcessModule from these instead of an AnsibleModule.
 
     Yields a dict whose "module" is the InProcessModule once built (None if the call failed before), so
     that the caller can mask a crash's message with the module's no_log values.
     """
     global _IN_PROCESS  # pylint: disable=global-statement
-    call = dict(name=name, args=args, check_mode=check_mode, diff=diff, module=None)
+    call = dict(name=name, args=args, check_mode=check_mode, diff=diff, inject_invocation=inject_invocation,
+                module=None)
     _IN_PROCESS = call
     try:
         yield call
@@ -134,7 +141,8 @@ def run_module(argument_spec, logic, validate=None, **kwargs):
     kwargs.setdefault("supports_check_mode", True)
     if _IN_PROCESS is not None:
         call = _IN_PROCESS
-        module = InProcessModule(call["name"], call["args"], call["check_mode"], call["diff"], spec, **kwargs)
+        module = InProcessModule(call["name"], call["args"], call["check_mode"], call["diff"], spec,
+                                 inject_invocation=call["inject_invocation"], **kwargs)
         call["module"] = module
     else:
         module = AnsibleModule(argument_spec=spec, **kwargs)

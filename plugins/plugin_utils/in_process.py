@@ -23,6 +23,7 @@ import importlib
 import json
 import traceback
 
+from ansible import constants as C
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
@@ -76,6 +77,13 @@ class InProcessAction(NormalAction):
             return "the controller's Python has no requests library"
         return None
 
+    @staticmethod
+    def _inject_invocation(task_vars):
+        """Whether a module would return its invocation: INJECT_INVOCATION from 2.21 on, always before."""
+        if "INJECT_INVOCATION" not in C.config.get_configuration_definitions():
+            return True
+        return bool(C.config.get_config_value("INJECT_INVOCATION", variables=task_vars))
+
     def run(self, tmp=None, task_vars=None):
         why = self._why_module(task_vars or {})
         name = "seed.consul_peering.%s" % self.MODULE
@@ -89,7 +97,8 @@ class InProcessAction(NormalAction):
         module = importlib.import_module(COLLECTION + ".modules." + self.MODULE)
         args = _to_module_args(dict(self._task.args))
         # The name a module process is given (_ansible_module_name): the action as the task wrote it.
-        with glue.in_process(self._task.action, args, self._task.check_mode, self._task.diff) as call:
+        with glue.in_process(self._task.action, args, self._task.check_mode, self._task.diff,
+                             inject_invocation=self._inject_invocation(task_vars or {})) as call:
             try:
                 module.main()
                 out = dict(failed=True, msg="%s returned no result" % name)

@@ -17,6 +17,7 @@ from unittest import mock
 
 import pytest
 
+from ansible.module_utils.common.parameters import PASS_VARS
 from ansible.plugins.action import ActionBase
 from ansible.plugins.action.normal import ActionModule as NormalAction
 from ansible_collections.seed.consul_peering.plugins.action import peering_info as peering_info_action
@@ -38,10 +39,15 @@ def fqcn(module):
     return "seed.consul_peering." + module.__name__.rsplit(".", 1)[1]
 
 
-def run_in_process(module, args, session, check_mode=False, diff=False):
+# What a module process does by default with this ansible-core: 2.21 returns the invocation only when asked
+# (INJECT_INVOCATION, passed as _ansible_inject_invocation), earlier releases always.
+INJECTS = "inject_invocation" not in PASS_VARS
+
+
+def run_in_process(module, args, session, check_mode=False, diff=False, inject_invocation=INJECTS):
     args = dict(args)
     args.setdefault("url", "http://consul.test:8500")
-    with stubbed(session), _module.in_process(fqcn(module), args, check_mode, diff):
+    with stubbed(session), _module.in_process(fqcn(module), args, check_mode, diff, inject_invocation):
         with pytest.raises(_module.ModuleExit) as done:
             module.main()
     assert not session.unexpected, session.unexpected
@@ -118,6 +124,15 @@ def test_the_scenarios_cover_failures_warnings_and_masking(capsys):
     assert kinds == {"failed", "ok", "changed", "unchanged", "warning", "masked", "diff"}
 
 
+@pytest.mark.parametrize("inject", [True, False])
+def test_the_invocation_is_returned_as_the_controller_asks(inject):
+    result = run_in_process(peering_info, dict(token=ACL_TOKEN), FakeSession(("GET", "/v1/peerings", ok([]))),
+                            inject_invocation=inject)
+    assert ("invocation" in result) is inject
+    if inject:
+        assert result["invocation"]["module_args"]["token"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
 def test_module_exit_is_not_an_exception():
     """logic() may catch Exception; it must not swallow the in-process exit, as it cannot swallow SystemExit."""
     assert not issubclass(_module.ModuleExit, Exception)
@@ -183,7 +198,7 @@ def test_the_action_runs_main_in_process():
     with mock.patch.object(NormalAction, "run", side_effect=AssertionError("a module process was started")):
         result = in_process_run(plugin, session, dict(url="http://consul.test:8500", peer_name=NAME, token=ACL_TOKEN))
     assert result["exists"] is True and result["changed"] is False
-    assert result["invocation"]["module_args"]["token"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    assert ACL_TOKEN not in json.dumps(result)
 
 
 def test_a_crash_in_process_is_a_failure_with_secrets_masked():
