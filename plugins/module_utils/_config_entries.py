@@ -614,28 +614,70 @@ MANAGED_SOURCE_FIELDS = ("Name", "Peer", "Partition", "Namespace", "SamenessGrou
                          "Description")
 
 
-def _keep_unmanaged(existing, written, input_src):
+def _keep_unmanaged(existing, written, input_src, where):
     """written (a source from the input) with what the module does not manage taken from existing.
 
-    A permission given without jwt keeps the JWT requirement of the existing permission that
-    matches it (same action and HTTP match): rewriting a source never drops a security setting
-    the input did not mention. jwt: {} (no provider) removes it.
+    Permission-level JWT requirements are carried over by _carry_permission_jwts: kept where that is
+    unambiguous, refused where the input would drop one without saying so.
     """
     out = dict(written)
     for key, value in existing.items():
         if key not in MANAGED_SOURCE_FIELDS and key not in SOURCE_COMPUTED:
             out[key] = copy.deepcopy(value)
-    old_perms = existing.get("Permissions") or []
-    new_perms = out.get("Permissions") or []
-    for i, perm in enumerate(new_perms):
-        given = (input_src.get("permissions") or [{}] * len(new_perms))[i]
-        if given.get("jwt") is not None or "JWT" in perm:
-            continue
-        for old in old_perms:
-            if old.get("JWT") and _canonical_permission(without(old, ("JWT",))) == _canonical_permission(perm):
-                new_perms[i] = dict(perm, JWT=copy.deepcopy(old["JWT"]))
-                break
+    perms = _carry_permission_jwts(existing, out, input_src, where)
+    if perms:
+        out["Permissions"] = perms
     return out
+
+
+def _carry_permission_jwts(existing, written, input_src, where):
+    """written's permissions, each given without jwt inheriting the JWT of the same existing permission.
+
+    "The same" is the same action and HTTP match; each existing permission is inherited at most once.
+    A JWT requirement no permission inherits would be dropped without the input saying so (the match
+    or action changed, the permission is gone, the source became an L4 allow): that is refused, naming
+    it, unless the input says jwt on every permission of the source (it then states them all) or the
+    source becomes action deny (denying every request needs no token check).
+    """
+    new_perms = [dict(p) for p in written.get("Permissions") or []]
+    given = input_src.get("permissions") or []
+    inherited = set()
+    lost = []
+    for j, old in enumerate(existing.get("Permissions") or []):
+        if not old.get("JWT"):
+            continue
+        bare = _canonical_permission(without(old, ("JWT",)))
+        for i, perm in enumerate(new_perms):
+            if i not in inherited and _canonical_permission(without(perm, ("JWT",))) == bare:
+                inherited.add(i)
+                if given[i].get("jwt") is None:
+                    new_perms[i] = dict(perm, JWT=copy.deepcopy(old["JWT"]))
+                break
+        else:
+            lost.append((j, old))
+    stated = bool(given) and all(p.get("jwt") is not None for p in given)
+    if lost and not stated and written.get("Action") != "deny":
+        raise ConsulError(_lost_jwt_message(lost, written, where))
+    return new_perms
+
+
+def _lost_jwt_message(lost, written, where):
+    held = "; ".join(
+        "Permissions[%d].JWT (providers %s) on %s %s" % (
+            j, ", ".join(repr(p.get("Name")) for p in old["JWT"].get("Providers") or []) or "none",
+            old.get("Action"), json.dumps(old.get("HTTP") or {}, sort_keys=True, separators=(",", ":")))
+        for j, old in lost)
+    head = "%s (%s): Consul holds a JWT requirement on this source, %s, that " % (
+        where, describe_identity(source_identity(written)), held)
+    if written.get("Action") == "allow":
+        return head + (
+            "action: allow would drop: an L4 action carries no JWT. To keep a token check on every request "
+            "to the destination, set the entry-level jwt; to drop the requirement, first write this source's "
+            "permissions with jwt: {} on each, then action: allow; nothing was written")
+    return head + (
+        "this input would drop: no permission given has the same action and HTTP match to keep it. Say jwt on "
+        "each of this source's permissions (its providers to keep a requirement, jwt: {} for none); "
+        "nothing was written")
 
 
 def merge_intentions(current, sources, name, state="present", exclusive=False, dest_namespace=None,
@@ -658,11 +700,11 @@ def merge_intentions(current, sources, name, state="present", exclusive=False, d
     else:
         old_by_ident = dict(existing)
         wanted = []
-        for s_in in sources or []:
+        for i, s_in in enumerate(sources or []):
             ident = source_identity_from_input(s_in, dest_namespace, dest_partition)
             src = source_from_input(s_in, dest_namespace, dest_partition)
             if ident in old_by_ident:
-                src = _keep_unmanaged(old_by_ident[ident], src, s_in)
+                src = _keep_unmanaged(old_by_ident[ident], src, s_in, "sources[%d]" % i)
             wanted.append((ident, src))
         if exclusive:
             result = [src for _ident, src in wanted]

@@ -186,8 +186,12 @@ options:
                 the request must carry a token valid for one of the providers (C(jwt-provider) config
                 entries), with the claims listed.
               - Left out, a permission that matches one already there (same action and HTTP match) keeps
-                the JWT requirement Consul has for it, so rewriting a source never drops it. V({}) (no
-                provider) removes it.
+                the JWT requirement Consul has for it. V({}) (no provider) removes it.
+              - Rewriting a source never drops a JWT requirement silently. If one that Consul holds would be
+                lost because no permission given keeps it (its match or action changed, it is left out, or
+                the source becomes O(sources[].action=allow)), the module fails before writing and names it.
+                Set O(sources[].permissions[].jwt) on every permission of that source to say what each
+                requires. A source that becomes O(sources[].action=deny) needs no token check and drops them.
             type: dict
             suboptions:
               providers:

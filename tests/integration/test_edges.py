@@ -140,6 +140,38 @@ def test_intentions_keep_every_field_and_jwt(ansible, entries):
     assert result_of(rerun)["changed"] is False
 
 
+@pytest.mark.parametrize("change", ["match", "allow"])
+def test_intentions_refuse_to_drop_a_permission_jwt_no_given_permission_keeps(ansible, entries, change):
+    url, dummy = entries
+    put_entry(url, {"Kind": "service-intentions", "Name": "edge-api", "Sources": [
+        {"Name": "web", "Peer": "edge-p1", "Permissions": [
+            {"Action": "allow", "JWT": JWT, "HTTP": {"PathPrefix": "/admin"}}]}]})
+    before = get_entry(url, "service-intentions", "edge-api")
+    changed_match = [{"action": "allow", "http": {"path_prefix": "/admin/v2"}}]
+    if change == "match":
+        web = {"name": "web", "peer": "edge-p1", "permissions": changed_match}
+    else:
+        web = {"name": "web", "peer": "edge-p1", "action": "allow"}
+    run = ansible(adhoc("service_intentions", {"url": url, "name": "edge-api", "sources": [web]}), json_output=True)
+    msg = result_of(run).get("msg", "")
+    assert run.rc != 0 and "Permissions[0].JWT (providers 'edge-okta')" in msg and "nothing was written" in msg, \
+        run.output[-2000:]
+    assert get_entry(url, "service-intentions", "edge-api") == before  # ModifyIndex too: no write
+    # Said explicitly, the requirement goes: jwt: {} on the permission (for allow, first, as the message says).
+    explicit = {"name": "web", "peer": "edge-p1", "permissions": [dict(changed_match[0], jwt={})]}
+    steps = [explicit] if change == "match" else [explicit, web]
+    for step in steps:
+        run = ansible(adhoc("service_intentions", {"url": url, "name": "edge-api", "sources": [step]}),
+                      json_output=True)
+        assert run.rc == 0 and result_of(run)["changed"], run.output[-2000:]
+    src = get_entry(url, "service-intentions", "edge-api")["Sources"][0]
+    assert "JWT" not in json.dumps(src), src
+    if change == "match":
+        assert src["Permissions"][0]["HTTP"] == {"PathPrefix": "/admin/v2"}, src
+    else:
+        assert src["Action"] == "allow" and "Permissions" not in src, src
+
+
 def test_exported_services_keep_every_field(ansible, lab):
     url = lab["CLUSTER1_URL"]
     consul(url, "DELETE", "/v1/config/exported-services/default")

@@ -295,6 +295,71 @@ def test_rewriting_a_source_keeps_its_permission_jwt():
     assert out["JWT"] == JWT and out["Meta"] == {"owner": "team-a"}
 
 
+ADMIN_ONLY = {"Kind": "service-intentions", "Name": "api",
+              "Sources": [{"Name": "web", "Peer": "p1", "Precedence": 9, "Type": "consul",
+                           "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/admin"}, "JWT": JWT}]}]}
+
+
+@pytest.mark.parametrize("src, says", [
+    # The match changed: which permission should inherit the requirement is not for the module to guess.
+    ({"name": "web", "peer": "p1", "permissions": [{"action": "allow", "http": {"path_prefix": "/admin/v2"}}]},
+     "no permission given has the same action and HTTP match"),
+    # The action changed.
+    ({"name": "web", "peer": "p1", "permissions": [{"action": "deny", "http": {"path_prefix": "/admin"}}]},
+     "no permission given has the same action and HTTP match"),
+    # An L4 allow cannot carry a JWT requirement.
+    ({"name": "web", "peer": "p1", "action": "allow"}, "action: allow would drop: an L4 action carries no JWT"),
+])
+def test_a_permission_jwt_no_given_permission_keeps_is_refused_naming_it(src, says):
+    with pytest.raises(api.ConsulError) as e:
+        ce.merge_intentions(copy.deepcopy(ADMIN_ONLY), [src], "api")
+    msg = e.value.msg
+    assert msg.startswith("sources[0] ('web' (peer 'p1')): Consul holds a JWT requirement") and says in msg, msg
+    assert "Permissions[0].JWT" in msg and "'okta'" in msg and "nothing was written" in msg, msg
+    assert "perms" not in msg, msg  # provider names only, not the claims
+    if src.get("action"):
+        assert "jwt: {}" in msg and "entry-level jwt" in msg, msg
+    else:
+        assert "jwt on each of this source's permissions" in msg and "jwt: {}" in msg, msg
+
+
+@pytest.mark.parametrize("src, kept", [
+    # Said on every permission: the input is the whole truth about this source's JWT requirements.
+    ({"name": "web", "peer": "p1", "permissions": [{"action": "allow", "http": {"path_prefix": "/admin/v2"},
+                                                    "jwt": {}}]}, None),
+    ({"name": "web", "peer": "p1", "permissions": [{"action": "allow", "http": {"path_prefix": "/admin/v2"},
+                                                    "jwt": {"providers": [{"name": "okta"}]}}]},
+     {"Providers": [{"Name": "okta"}]}),
+    # Denying every request from the source needs no token check.
+    ({"name": "web", "peer": "p1", "action": "deny"}, None),
+    # The same action and match keeps it.
+    ({"name": "web", "peer": "p1", "permissions": [{"action": "allow", "http": {"path_prefix": "/admin"}}]}, JWT),
+])
+def test_a_permission_jwt_is_dropped_only_when_the_input_says_so(src, kept):
+    out = ce.merge_intentions(copy.deepcopy(ADMIN_ONLY), [src], "api")
+    perms = out["Sources"][0].get("Permissions") or [{}]
+    assert perms[0].get("JWT") == kept
+
+
+def test_each_existing_jwt_is_inherited_once_and_a_second_loss_is_still_named():
+    current = copy.deepcopy(ADMIN_ONLY)
+    current["Sources"][0]["Permissions"].append(
+        {"Action": "allow", "HTTP": {"PathPrefix": "/ops"}, "JWT": {"Providers": [{"Name": "auth0"}]}})
+    src = {"name": "web", "peer": "p1", "permissions": [
+        {"action": "allow", "http": {"path_prefix": "/admin"}}, {"action": "allow", "http": {"path_prefix": "/ops/v2"}}]}
+    with pytest.raises(api.ConsulError) as e:
+        ce.merge_intentions(current, [src], "api")
+    assert "Permissions[1].JWT" in e.value.msg and "'auth0'" in e.value.msg and "Permissions[0]" not in e.value.msg
+
+
+def test_a_lost_permission_jwt_fails_the_module_before_any_write(capsys):
+    session = FakeSession(("GET", "/v1/config/service-intentions/api", ok(copy.deepcopy(ADMIN_ONLY))))
+    rc, result, dummy = run(service_intentions, {"name": "api", "sources": [
+        {"name": "web", "peer": "p1", "action": "allow"}]}, session, capsys)
+    assert rc == 1 and "Permissions[0].JWT" in result["msg"], result
+    assert session.methods() == ["GET"]
+
+
 def test_jwt_empty_removes_it_and_jwt_given_sets_it():
     src = {"name": "web", "peer": "p1", "permissions": [
         {"action": "allow", "http": {"path_prefix": "/admin"}, "jwt": {}},
@@ -314,8 +379,9 @@ def test_entry_jwt_option_is_written():
 def test_a_source_field_the_module_does_not_manage_is_kept():
     entry = intentions_entry()
     entry["Sources"][0]["FutureField"] = {"x": 1}
-    out = ce.merge_intentions(entry, [{"name": "web", "peer": "p1", "action": "allow"}], "api")
-    assert out["Sources"][0]["FutureField"] == {"x": 1} and out["Sources"][0]["Action"] == "allow"
+    # (action deny: an allow would drop the permission's JWT, which is refused.)
+    out = ce.merge_intentions(entry, [{"name": "web", "peer": "p1", "action": "deny"}], "api")
+    assert out["Sources"][0]["FutureField"] == {"x": 1} and out["Sources"][0]["Action"] == "deny"
     assert "Precedence" not in out["Sources"][0]
 
 
