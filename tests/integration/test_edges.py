@@ -99,37 +99,65 @@ def entries(lab):
 JWT = {"Providers": [{"Name": "edge-okta", "VerifyClaims": [{"Path": ["perms", "role"], "Value": "admin"}]}]}
 
 
+def by_name(entry):
+    """The entry with its sources keyed by name: Consul orders them by precedence, not by what was written."""
+    out = dict(entry)
+    out["Sources"] = dict((s["Name"], s) for s in entry["Sources"])
+    return out
+
+
+# Every HTTP match Consul CE 1.22 takes: the three path forms, methods, and each header match with the
+# flags that combine with it (IgnoreCase not with Present or Regex).
+WEB_PERMISSIONS = [
+    {"Action": "allow", "JWT": JWT,
+     "HTTP": {"PathPrefix": "/admin", "Methods": ["GET", "POST"],
+              "Header": [{"Name": "x-team", "Exact": "a", "Invert": True},
+                         {"Name": "x-env", "Prefix": "prod", "IgnoreCase": True},
+                         {"Name": "x-id", "Contains": "ab"}]}},
+    {"Action": "allow",
+     "HTTP": {"PathExact": "/health",
+              "Header": [{"Name": "x-present", "Present": True},
+                         {"Name": "x-absent", "Present": True, "Invert": True},
+                         {"Name": "x-host", "Suffix": ".internal", "IgnoreCase": True},
+                         {"Name": "x-version", "Regex": "^v[0-9]+$", "Invert": True},
+                         {"Name": "x-tier", "Prefix": "gold", "Invert": True}]}},
+    {"Action": "deny", "HTTP": {"PathRegex": "/.*"}},
+]
+# The same permissions as module input, given without jwt.
+WEB_PERMISSIONS_INPUT = [
+    {"action": "allow", "http": {"path_prefix": "/admin", "methods": ["get", "post"], "header": [
+        {"name": "x-team", "exact": "a", "invert": True}, {"name": "x-env", "prefix": "prod", "ignore_case": True},
+        {"name": "x-id", "contains": "ab"}]}},
+    {"action": "allow", "http": {"path_exact": "/health", "header": [
+        {"name": "x-present", "present": True}, {"name": "x-absent", "present": True, "invert": True},
+        {"name": "x-host", "suffix": ".internal", "ignore_case": True},
+        {"name": "x-version", "regex": "^v[0-9]+$", "invert": True}, {"name": "x-tier", "prefix": "gold", "invert": True}]}},
+    {"action": "deny", "http": {"path_regex": "/.*"}},
+]
+
+
 def test_intentions_keep_every_field_and_jwt(ansible, entries):
     url, dummy = entries
     full = {"Kind": "service-intentions", "Name": "edge-api", "Meta": {"owner": "team-a"}, "JWT": JWT,
             "Sources": [
-                {"Name": "web", "Peer": "edge-p1", "Description": "old text", "Permissions": [
-                    {"Action": "allow", "JWT": JWT,
-                     "HTTP": {"PathPrefix": "/admin", "Methods": ["GET", "POST"],
-                              "Header": [{"Name": "x-team", "Exact": "a", "Invert": True},
-                                         {"Name": "x-env", "Prefix": "prod", "IgnoreCase": True},
-                                         {"Name": "x-id", "Contains": "ab"}]}},
-                    {"Action": "deny", "HTTP": {"PathRegex": "/.*"}}]},
+                {"Name": "web", "Peer": "edge-p1", "Description": "old text", "Permissions": WEB_PERMISSIONS},
                 {"Name": "*", "Action": "deny", "Description": "default deny"}]}
     put_entry(url, full)
     before = drop_server_fields(get_entry(url, "service-intentions", "edge-api"))
+    assert before["Sources"][0]["Permissions"] == WEB_PERMISSIONS, before  # Consul took every field as given
     # The module rewrites source web (new description, same permissions given without jwt) and adds one.
     run = ansible(adhoc("service_intentions", {"url": url, "name": "edge-api", "sources": [
-        {"name": "web", "peer": "edge-p1", "description": "new text", "permissions": [
-            {"action": "allow", "http": {"path_prefix": "/admin", "methods": ["get", "post"], "header": [
-                {"name": "x-team", "exact": "a", "invert": True}, {"name": "x-env", "prefix": "prod", "ignore_case": True},
-                {"name": "x-id", "contains": "ab"}]}},
-            {"action": "deny", "http": {"path_regex": "/.*"}}]},
+        {"name": "web", "peer": "edge-p1", "description": "new text", "permissions": WEB_PERMISSIONS_INPUT},
         {"name": "metrics", "peer": "edge-p1", "action": "allow"}]}), json_output=True)
     res = result_of(run)
     assert run.rc == 0 and res["changed"], res
-    after = drop_server_fields(get_entry(url, "service-intentions", "edge-api"))
-    assert after["JWT"] == JWT and after["Meta"] == {"owner": "team-a"}
-    web = [s for s in after["Sources"] if s["Name"] == "web"][0]
-    old_web = [s for s in before["Sources"] if s["Name"] == "web"][0]
-    assert web["Permissions"] == old_web["Permissions"], (web, old_web)  # JWT of permission 0 kept
-    assert web["Description"] == "new text"
-    assert [s for s in after["Sources"] if s["Name"] == "*"] == [s for s in before["Sources"] if s["Name"] == "*"]
+    after = by_name(drop_server_fields(get_entry(url, "service-intentions", "edge-api")))
+    # The whole entry is what was there, but for what the module was told to change.
+    expected = by_name(before)
+    expected["Sources"]["web"] = dict(expected["Sources"]["web"], Description="new text")
+    expected["Sources"]["metrics"] = {"Name": "metrics", "Peer": "edge-p1", "Action": "allow",
+                                      "Precedence": expected["Sources"]["web"]["Precedence"], "Type": "consul"}
+    assert json.dumps(after, sort_keys=True) == json.dumps(expected, sort_keys=True), (after, expected)
     # The jwt options themselves: set on the entry, removed from the permission.
     run = ansible(adhoc("service_intentions", {"url": url, "name": "edge-api", "jwt": {}, "sources": [
         {"name": "*", "action": "deny", "description": "default deny"}]}), json_output=True)
