@@ -545,14 +545,18 @@ class ConsulClient:
         """Send one request; return the decoded JSON body.
 
         not_found: the value to return on 404 instead of raising, but only when Consul's text says the
-        object does not exist (absent_text, a regular expression): any other 404 (Consul's "Invalid URL
-        path", a proxy, a server that is not Consul) is an error, never a silent absence.
+        object does not exist (absent_text, a regular expression, required with not_found: each endpoint
+        names its own words): any other 404 (Consul's "Invalid URL path", a proxy, a server that is not
+        Consul) is an error, never a silent absence.
         expect: the JSON type the answer must have (dict, list, bool); anything else is an error.
         with_meta: return a Response (value, index, filtered_by_acls) instead of the value alone.
         timeout: seconds for this request, instead of the connection's timeout.
         safe: whether repeating the request is harmless (default: GET and DELETE).
         A request that never reached the server is retried whatever the method.
         """
+        if not_found is not None and absent_text is None:
+            raise TypeError("request(not_found=...) needs absent_text, the words in which this endpoint says "
+                            "that the object does not exist")
         if safe is None:
             safe = method in ("GET", "HEAD", "DELETE")
         url = self.base + path
@@ -580,7 +584,7 @@ class ConsulClient:
                 raise last
             status = resp.status_code
             headers = getattr(resp, "headers", None) or {}
-            if status == 404 and not_found is not None and re.search(absent_text or r"not found", resp.text or ""):
+            if status == 404 and not_found is not None and re.search(absent_text, resp.text or ""):
                 return Response(not_found, headers) if with_meta else not_found
             if 200 <= status < 300:
                 value = self._decode(resp, expect, method, path)
@@ -668,18 +672,6 @@ class ConsulClient:
         m = re.search(r"Caused by (\w+\(.*)", text)
         return (m.group(1) if m else text)[:300]
 
-    def get(self, path, query=None, not_found=None):
-        return self.request("GET", path, query=query, not_found=not_found)
-
-    def put(self, path, body=None, query=None, safe=False):
-        return self.request("PUT", path, query=query, body=body, safe=safe)
-
-    def post(self, path, body=None, query=None, safe=False):
-        return self.request("POST", path, query=query, body=body, safe=safe)
-
-    def delete(self, path, query=None):
-        return self.request("DELETE", path, query=query)
-
     # -- server facts ------------------------------------------------------
     def server(self):
         """(version, enterprise) of the agent behind url, read once (GET /v1/agent/self)."""
@@ -754,7 +746,7 @@ class ConsulClient:
         return self.request("GET", "/v1/peerings", expect=list)
 
     def delete_peering(self, name):
-        return self.delete(api_path("v1", "peering", name))
+        return self.request("DELETE", api_path("v1", "peering", name))
 
     def generate_peering_token(self, name, meta=None, server_external_addresses=None):
         """POST /v1/peering/token; returns the token, already registered as a secret."""
@@ -829,7 +821,7 @@ class ConsulClient:
     def renew_session(self, session):
         """PUT /v1/session/renew/<id>: the session, or None when it is gone (renewing is safe to repeat)."""
         res = self.request("PUT", api_path("v1", "session", "renew", session), safe=True, expect=list, not_found=[],
-                           absent_text=r"(?i)not found")
+                           absent_text=r"^Session id '[^']*' not found")
         return res[0] if res else None
 
     def destroy_session(self, session):

@@ -48,6 +48,28 @@ def test_consuls_own_not_found_is_absence():
     assert client(session).get_config_entry("service-intentions", "api") is None
 
 
+def test_absence_is_recognised_only_by_the_text_an_endpoint_names():
+    """request(not_found=...) without absent_text is a programming error: no loose "not found" fallback."""
+    session = FakeSession()
+    with pytest.raises(TypeError):
+        client(session).request("GET", "/v1/anything", not_found={})
+    assert session.calls == []
+
+
+def test_a_session_renew_404_is_gone_only_in_consuls_words():
+    gone = FakeSession(("PUT", "/v1/session/renew/s1", Resp(404, text="Session id 's1' not found")))
+    assert client(gone).renew_session("s1") is None
+    proxy = FakeSession(("PUT", "/v1/session/renew/s1", Resp(404, text="404 page not found")))
+    with pytest.raises(api.ConsulError):
+        client(proxy).renew_session("s1")
+
+
+def test_the_client_has_no_generic_get_put_or_post():
+    """Each endpoint is a named method that states its absence text and answer type (issue 14's transport)."""
+    for name in ("get", "put", "post"):
+        assert not hasattr(api.ConsulClient, name), name
+
+
 def test_a_config_entry_404_from_a_proxy_is_an_error():
     session = FakeSession(("GET", "/v1/config/service-intentions/api", Resp(404, text="404 page not found")))
     with pytest.raises(api.ConsulError):
