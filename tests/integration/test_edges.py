@@ -275,6 +275,10 @@ def token_with_addresses(token, addresses):
     return base64.b64encode(json.dumps(fields).encode()).decode()
 
 
+# What the message says of each kind of unreachable address (the causes _peering.explain_unreachable names).
+CAUSE_WORDS = {"refused": "connection refused", "silent": "timed out"}
+
+
 @pytest.mark.parametrize("kind", ["refused", "silent"])
 def test_establish_with_an_unreachable_acceptor_says_so_briefly(ansible, lab, tmp_path, kind):
     acc, dial = lab["CLUSTER1_URL"], lab["CLUSTER2_URL"]
@@ -304,6 +308,9 @@ def test_establish_with_an_unreachable_acceptor_says_so_briefly(ansible, lab, tm
         msg = res.get("msg", "")
         print("%s acceptor: %.1f s, %d characters: %s" % (kind, seconds, len(msg), msg))
         assert run.rc != 0 and address in msg, res
+        # The cause itself, in the module's own words (Consul's quoted error may say it too): what an
+        # operator checks first.
+        assert CAUSE_WORDS[kind] in msg.split("(Consul said")[0], msg
         assert len(msg) < 1500 and msg.count("rpc error") <= 1 and "errors occurred" not in msg, msg
         assert "ACL" not in msg and "overloaded" not in msg, msg
         # The debris of the failed exchange is gone: no PENDING peering left on the dialer.
