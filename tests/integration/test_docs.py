@@ -11,6 +11,7 @@ No lab needed; every tool runs offline.
 
 from __future__ import annotations
 
+import ast
 import glob
 import json
 import os
@@ -477,3 +478,40 @@ def test_no_untested_consul_version_is_claimed():
         for version in re.findall(r"(?:proven|tested)[^.\n]*?Consul (\d+\.\d+\.\d+)|Consul (\d+\.\d+\.\d+)", text):
             v = version[0] or version[1]
             assert v in tested, "%s names Consul %s, which the lab does not run" % (rel, v)
+
+
+def architecture_rows():
+    """docs/architecture.md's "What may import what" table: {file name: the row's text}."""
+    with open(os.path.join(ROOT, "docs", "architecture.md")) as f:
+        text = f.read().split("## What may import what", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in text.splitlines():
+        cells = line.split("|")[1:-1]
+        if len(cells) == 4:
+            for name in re.findall(r"`([\w./]+\.py)`", cells[1]):
+                rows[os.path.basename(name)] = line
+    return rows
+
+
+def test_architecture_table_names_every_module_util_and_its_imports_between_private_files():
+    """Each plugins/module_utils file is in the layer table, and a function one file imports from a private
+    one (a domain file using another's helper) is named in the importing file's row."""
+    rows = architecture_rows()
+    missing = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "plugins", "module_utils", "*.py"))):
+        name = os.path.basename(path)
+        if name == "__init__.py":
+            continue
+        if name not in rows:
+            missing.append("%s: not in the table" % name)
+            continue
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.ImportFrom) and ".module_utils._" in (node.module or "")):
+                continue
+            other = node.module.rpartition(".")[2]
+            for imported in (a.name for a in node.names if a.name[0].islower()):
+                if "`%s`" % imported not in rows[name]:
+                    missing.append("%s imports %s from %s.py: not named in its row" % (name, imported, other))
+    assert not missing, missing
