@@ -25,6 +25,8 @@ from conftest import ROOT, consul, wait_for
 pytest_plugins = ["reliability_plugin"]
 
 PREFIX = "bi-"
+# The lock key the cluster_lock cases name (never taken: every case fails before any request).
+LOCK_KEY = "bi-lock/run"
 MB10 = 10 * 1024 * 1024
 
 
@@ -225,6 +227,7 @@ EDGE_CASES = [
         ("exported_services", "acc", {"state": "absent"}, ("exported-services", "default")),
         ("service_intentions", "acc", {"name": "backend", "state": "absent"}, ("service-intentions", "backend")),
         ("service_resolver", "acc", {"name": "backend", "state": "absent"}, None),
+        ("cluster_lock", "acc", {"key": LOCK_KEY, "holder": "bad input", "wait_timeout": 0}, ("kv", LOCK_KEY)),
     )
 ] + [
     ("url-with-dc-query", "peering_info", "acc", lambda b: {"url": b["acc"] + "?dc=dc1"}, r"path, query or fragment",
@@ -305,13 +308,19 @@ ROLE_CASES = [
 
 
 def snapshot(url, touched=None):
-    """Peerings (ID, state, ModifyIndex) and config entries (ModifyIndex) of one cluster."""
+    """Peerings (ID, state, ModifyIndex) and config entries (ModifyIndex) of one cluster.
+
+    touched: a config entry (kind, name), or ("kv", key) for a KV key (the lock's), also compared.
+    """
     status, peerings = consul(url, path="/v1/peerings")
     snap = {"peerings": sorted((p["Name"], p["ID"], p["State"], p["ModifyIndex"]) for p in peerings or [])}
     for kind in ("exported-services", "service-intentions", "service-resolver"):
         status, entries = consul(url, path="/v1/config/" + kind)
         snap[kind] = sorted((e["Name"], e["ModifyIndex"]) for e in entries or [])
-    if touched:
+    if touched and touched[0] == "kv":
+        status, entries = consul(url, path="/v1/kv/" + touched[1])
+        snap["touched"] = (status, entries[0].get("ModifyIndex") if isinstance(entries, list) and entries else None)
+    elif touched:
         status, entry = consul(url, path="/v1/config/%s/%s" % touched)
         snap["touched"] = (status, entry.get("ModifyIndex") if isinstance(entry, dict) else None)
     return snap
