@@ -36,7 +36,9 @@ from conftest import ROOT, read_env_file
 
 pytest_plugins = ["reliability_plugin"]
 
-PORT_BASE = "25500"  # clusters on 25600.. and 25700..; inside this developer's range
+# 25500 with the default lab (clusters on 25600.. and 25700..); a checkout that runs its lab on its own
+# LAB_PORT_BASE runs this one 7500 above it, so that two checkouts' runs do not meet on these ports.
+PORT_BASE = str(int(os.environ.get("LAB_PORT_BASE") or 18000) + 7500)
 TOKEN_PATTERN = re.compile(r"eyJDQSI6[A-Za-z0-9+/=]*")
 ACL_LAB = "LAB_ACL" in open(os.path.join(ROOT, "lab", "lab.sh")).read()
 FAKE_ACL_TOKEN = "3f1c7a52-0d4e-4c59-9b7e-5a1d2c3b4e5f"  # used where ACLs are off, and as an unknown token
