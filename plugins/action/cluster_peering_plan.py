@@ -22,6 +22,10 @@ from ansible.plugins.action import ActionBase
 MEDIA = ("memory", "vault_file")
 MANAGED_KEY = "managed-by"
 MANAGED_VALUE = "seed.consul_peering"
+# The acceptor's peering Meta also records the server external addresses its token carried: Consul's HTTP API
+# returns them on neither side (the dialer keeps them as manual addresses it does not show), and without the
+# record a change could not be told from no change.
+SEA_KEY = "server-external-addresses"
 # fullmatch: "$" alone would also accept a name followed by a newline.
 PEER_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 # States in which a pair whose IDs agree is left alone (FAILING heals itself when the stream returns).
@@ -374,7 +378,7 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
                         hp[h]["summary"].append("remove the duplicate peering %s (the same cluster as %s)"
                                                 % (r["name"], names[other]))
             _meta_warnings(hp[x], clusters[x], rx, names[y])
-            _sea_warning(hp[y], clusters[x], ry, x)
+            _sea_warning(hp[x], clusters[x], rx, x)
             continue
 
         # Not live: repair. Records linking the two clusters under other names are renames; both sides go.
@@ -416,8 +420,7 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
 
     for a, d in new_pairs:
         na, nd = names[a], names[d]
-        meta = dict(clusters[a].get("meta") or {})
-        meta[MANAGED_KEY] = MANAGED_VALUE
+        meta = _acceptor_meta(clusters[a])
         dmeta = dict(clusters[d].get("meta") or {})
         dmeta[MANAGED_KEY] = MANAGED_VALUE
         tok = dict(peer_name=nd, dialer=d, meta=meta)
@@ -611,13 +614,13 @@ def plan_remote_pair(a, d, clusters, names, recs, hp, accounted, delete, accepto
     hp[h]["peers"].append(o)
     fresh = bool(entry) and max_age > 0 and now - float(entry.get("generated_at") or 0) <= max_age
     if not acceptor_is_remote:
-        meta = dict(clusters[a].get("meta") or {})
-        meta[MANAGED_KEY] = MANAGED_VALUE
+        meta = _acceptor_meta(clusters[a])
         if rec and rec.get("role") == "acceptor" and rec["state"] in LIVE:
             accounted[a].add(rec["name"])
             verified.add((a, d))
             hp[a]["verify_exports"].append(dict(peer_name=nd, services=[]))
             _meta_warnings(hp[a], clusters[a], rec, nd)
+            _sea_warning(hp[a], clusters[a], rec, a)
             if entry and entry.get("peering_id") == rec.get("id"):
                 hp[a]["reports"].append("%s still holds the used token of the %s peering %s: %s's run removes it"
                                         % (path, rec["state"], nd, d))
@@ -693,23 +696,35 @@ def _rename(p, old, new):
         p["renamed"][old] = new
 
 
+def _acceptor_meta(cluster):
+    """The Meta of a token this acceptor generates: the user's, the managed mark, the external addresses."""
+    meta = dict(cluster.get("meta") or {})
+    meta[MANAGED_KEY] = MANAGED_VALUE
+    if cluster.get("server_external_addresses"):
+        meta[SEA_KEY] = ",".join(sorted(cluster["server_external_addresses"]))
+    return meta
+
+
 def _meta_warnings(p, cluster, rec, peer_name):
     want = dict(cluster.get("meta") or {})
-    have = {k: v for k, v in (rec.get("meta") or {}).items() if k != MANAGED_KEY}
+    have = {k: v for k, v in (rec.get("meta") or {}).items() if k not in (MANAGED_KEY, SEA_KEY)}
     if want and want != have:
         p["warnings"].append("cluster_peering_meta of %s differs from the meta of its ACTIVE peering %s (%s): it "
                              "applies only with a new token, i.e. when the peering is made again (delete it, then "
                              "run the role)" % (p["name"], peer_name, have or "none"))
 
 
-def _sea_warning(p, acceptor_cluster, dialer_rec, acceptor_host):
-    want = list(acceptor_cluster.get("server_external_addresses") or [])
-    have = list(dialer_rec.get("peer_server_addresses") or [])
-    if want and sorted(want) != sorted(have):
-        p["warnings"].append("cluster_peering_server_external_addresses of %s (%s) differ from the addresses the "
-                             "ACTIVE peering %s dials (%s): they apply only with a new token, i.e. when the peering "
-                             "is made again" % (acceptor_host, ", ".join(want), dialer_rec["name"],
-                                                ", ".join(have) or "none"))
+def _sea_warning(p, acceptor_cluster, acceptor_rec, acceptor_host):
+    """Warn when the acceptor's external addresses differ from those its ACTIVE peering's token carried (SEA_KEY)."""
+    want = sorted(acceptor_cluster.get("server_external_addresses") or [])
+    recorded = (acceptor_rec.get("meta") or {}).get(SEA_KEY)
+    have = sorted(a for a in (recorded or "").split(",") if a)
+    if want != have:
+        p["warnings"].append("cluster_peering_server_external_addresses of %s (%s) differ from the addresses the token "
+                             "of its ACTIVE peering %s carried (%s): they apply only with a new token, i.e. when the "
+                             "peering is made again (delete it, then run the role)"
+                             % (acceptor_host, ", ".join(want) or "none", acceptor_rec["name"],
+                                ", ".join(have) or "none recorded"))
 
 
 def _seconds(value):

@@ -18,6 +18,7 @@ from ansible_collections.seed.consul_peering.plugins.action.cluster_peering_plan
     MANAGED_KEY,
     MANAGED_VALUE,
     plan_or_errors,
+    SEA_KEY,
     strategy_is_linear,
     topology_pairs,
 )
@@ -469,7 +470,8 @@ def test_reference_to_an_existing_peering_outside_the_play_is_allowed():
 def test_token_carries_the_managed_mark_meta_and_external_addresses():
     out = ok(two([], [], a=dict(meta={"team": "pay"}, sea=["10.0.0.1:8503"])))
     tok = out["c1"]["tokens"][0]
-    assert tok["meta"] == {"team": "pay", MANAGED_KEY: MANAGED_VALUE}
+    # The addresses are also recorded in the acceptor's Meta: Consul's API returns them on neither side.
+    assert tok["meta"] == {"team": "pay", MANAGED_KEY: MANAGED_VALUE, SEA_KEY: "10.0.0.1:8503"}
     assert tok["server_external_addresses"] == ["10.0.0.1:8503"]
     assert out["c2"]["establish"][0]["meta"] == MANAGED
     # The token stage's peers: the same, without the planner's own bookkeeping (who dials).
@@ -481,9 +483,26 @@ def test_meta_change_on_an_active_peering_warns_it_needs_a_new_token():
     assert not writes(out["c1"]) and "applies only with a new token" in out["c1"]["warnings"][0]
 
 
-def test_external_address_change_on_an_active_peering_warns():
-    out = ok(two([acc("c2", "X")], [dial("c1", "X", addresses=["127.0.0.1:8503"])], a=dict(sea=["10.0.0.1:8503"])))
-    assert "apply only with a new token" in out["c2"]["warnings"][0]
+@pytest.mark.parametrize("wanted, recorded, warns", [
+    (["10.0.0.2:8503", "10.0.0.1:8503"], "10.0.0.1:8503,10.0.0.2:8503", False),  # unchanged, in any order
+    ([], None, False),                                                            # never set
+    (["10.0.0.1:8503"], "10.0.0.9:8503", True),                                   # changed
+    (["10.0.0.1:8503"], None, True),                                              # set after the peering was made
+    ([], "10.0.0.1:8503", True),                                                  # unset after
+])
+def test_external_address_change_on_an_active_peering_warns_and_no_change_does_not(wanted, recorded, warns):
+    meta = {SEA_KEY: recorded} if recorded else None
+    # The dialer's PeerServerAddresses are the acceptor's own addresses, never the external ones: not compared.
+    out = ok(two([acc("c2", "X", meta=meta)], [dial("c1", "X", addresses=["127.0.0.1:8503"])], a=dict(sea=wanted)))
+    warnings = out["c1"]["warnings"] + out["c2"]["warnings"]
+    assert bool([w for w in warnings if "apply only with a new token" in w]) is warns, warnings
+    assert not writes(out["c1"]) and not writes(out["c2"])
+
+
+def test_the_recorded_external_addresses_are_not_a_meta_change():
+    out = ok(two([acc("c2", "X", meta={"team": "pay", SEA_KEY: "10.0.0.1:8503"})], [dial("c1", "X")],
+                 a=dict(meta={"team": "pay"}, sea=["10.0.0.1:8503"])))
+    assert out["c1"]["warnings"] == [] and out["c2"]["warnings"] == []
 
 
 def test_verify_lists_what_each_peer_exports_here():
