@@ -310,7 +310,7 @@ ACCEPTOR_RULES = (PEERING_WRITE, MESH_WRITE, INTENTIONS_WRITE) + LOCK_RULES
 DIALER_RULES = (PEERING_WRITE, SERVICES_READ, NODES_READ)
 
 
-def role_inventory(tmp_path, lab, acceptor_token, dialer_token):
+def role_inventory(tmp_path, lab, acceptor_token, dialer_token, **dialer_vars):
     def host(i, token_path):
         # The inventory names the token file; the secret itself is read at run time.
         return {"cluster_peering_url": lab["CLUSTER%d_URL" % i],
@@ -319,10 +319,11 @@ def role_inventory(tmp_path, lab, acceptor_token, dialer_token):
     acc = host(1, acceptor_token)
     acc["cluster_peering_exports"] = [{"name": "backend"}]
     acc["cluster_peering_intentions"] = [{"name": "backend", "sources": [{"name": "frontend", "peer": "cluster-02"}]}]
+    dial = dict(host(2, dialer_token), **dialer_vars)
     inv = {"all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
         "children": {"consul_acceptors": {"hosts": {"cluster-01": acc}},
-                     "consul_dialers": {"hosts": {"cluster-02": host(2, dialer_token)}}}}}
+                     "consul_dialers": {"hosts": {"cluster-02": dial}}}}}
     path = tmp_path / "inventory.yml"
     path.write_text(yaml.safe_dump(inv))
     return str(path)
@@ -362,6 +363,61 @@ def test_role_with_least_privilege_token_per_cluster(clean, ansible, token_file,
         assert mgmt_call(clean, 1, "GET", "/v1/peerings")[1] == []
         assert mgmt_call(clean, 2, "GET", "/v1/peerings")[1] == []
     finally:
+        mgmt_call(clean, 1, "PUT", "/v1/agent/service/deregister/backend")
+
+
+# docs/acl.md: with cluster_peering_failover, add per failover service `service "<name>" { policy = "write" }`.
+FAILOVER_RULES = ('service "backend" { policy = "write" }',)
+FAILOVER_TASK = "Fail local services over to the same service on peers"
+
+
+def failed_tasks(run):
+    return [(t["task"]["name"].split(" : ")[-1], h, " ".join(str(x.get("msg")) for x in r.get("results") or [r]))
+            for p in run.json()["plays"] for t in p["tasks"] for h, r in t["hosts"].items() if r.get("failed")]
+
+
+def test_role_with_least_privilege_and_failover(clean, ansible, token_file, tmp_path):
+    """The dialer fails backend over to the acceptor: the dialer's rules plus docs/acl.md's failover rule suffice
+    (peer, rerun, unpeer); without that rule the role stops at the failover task, naming service:write."""
+    status, body = mgmt_call(clean, 1, "PUT", "/v1/agent/service/register", {"Name": "backend", "Port": 9090})
+    assert status == 200, body
+    failover = {"cluster_peering_failover": [{"name": "backend"}]}
+    acceptor_token = token_file(1, *ACCEPTOR_RULES)
+    try:
+        dialer_token = token_file(2, *(DIALER_RULES + FAILOVER_RULES))
+        inv = role_inventory(tmp_path, clean, acceptor_token, dialer_token, **failover)
+        first = play(ansible, "peer_clusters", inv)
+        assert all(n > 0 for n in changed(first).values()), changed(first)
+        assert read_secret(dialer_token) not in first.output
+        resolver = mgmt_call(clean, 2, "GET", "/v1/config/service-resolver/backend")[1]
+        assert resolver["Failover"] == {"*": {"Targets": [{"Peer": "cluster-01"}]}}, resolver
+        assert changed(play(ansible, "peer_clusters", inv)) == {"cluster-01": 0, "cluster-02": 0}
+        down = play(ansible, "unpeer_clusters", inv)
+        assert all(n > 0 for n in changed(down).values()), changed(down)
+        assert mgmt_call(clean, 2, "GET", "/v1/config/service-resolver/backend")[0] == 404
+        for i in (1, 2):
+            assert mgmt_call(clean, i, "GET", "/v1/peerings")[1] == [], i
+
+        # Without the failover rule: the run stops at the failover task, naming the permission. That task comes
+        # after the peering is ACTIVE (Consul would accept a target peer that does not exist yet), so the peering
+        # and the acceptor's exports are made by then; no resolver is written.
+        weak_token = token_file(2, *DIALER_RULES)
+        inv = role_inventory(tmp_path, clean, acceptor_token, weak_token, **failover)
+        run = ansible([os.path.join(PLAYBOOKS, "peer_clusters.yml"), "-i", inv], playbook=True, json_output=True)
+        assert run.rc != 0
+        failures = failed_tasks(run)
+        assert [(task, host) for task, host, msg in failures] == [(FAILOVER_TASK, "cluster-02")], failures
+        assert "lacks permission 'service:write'" in failures[0][2], failures
+        # The failing loop item is the failed-over service.
+        assert [r["item"]["name"] for p in run.json()["plays"] for t in p["tasks"] for h, res in t["hosts"].items()
+                for r in res.get("results") or [] if r.get("failed")] == ["backend"]
+        assert read_secret(weak_token) not in run.output
+        assert mgmt_call(clean, 2, "GET", "/v1/config/service-resolver/backend")[0] == 404
+        assert mgmt_call(clean, 2, "GET", "/v1/peering/cluster-01")[1]["State"] == "ACTIVE"
+        exported = mgmt_call(clean, 1, "GET", "/v1/config/exported-services/default")[1]
+        assert exported["Services"] == [{"Name": "backend", "Consumers": [{"Peer": "cluster-02"}]}], exported
+    finally:
+        mgmt_call(clean, 2, "DELETE", "/v1/config/service-resolver/backend")
         mgmt_call(clean, 1, "PUT", "/v1/agent/service/deregister/backend")
 
 
