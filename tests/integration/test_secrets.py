@@ -20,6 +20,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import ssl
 import subprocess
 import sys
@@ -476,3 +477,127 @@ def test_secret_scan_sees_every_form(tmp_path, form):
     scan = Scanner(tmp_path)
     scan.texts.append(("planted", "before %s after" % planted.replace("eyJDQSI6", "")))
     assert [h for h in scan.hits(all_forms({acl, peering})) if "secret" in h[1]], form
+
+
+# --- pipelining keeps module payloads, which carry the tokens, off disk --------------------------------
+
+def test_the_pipelining_decision_says_what_the_playbooks_do():
+    """docs/decisions.md's pipelining bullet matches the playbooks and the role, and names the off switches
+    that test_pipelining_keeps_token_carrying_payloads_off_disk proves."""
+    for book in ("peer_clusters", "unpeer_clusters", "peering_status"):
+        with open(os.path.join(ROOT, "playbooks", book + ".yml")) as f:
+            plays = yaml.safe_load(f)
+        consul_plays = [p for p in plays if p.get("roles") or any(
+            any(k.startswith("seed.consul_peering.") for k in t) for t in p.get("tasks") or [])]
+        assert consul_plays, book
+        assert all((p.get("vars") or {}).get("ansible_pipelining") is True for p in consul_plays), book
+    with open(os.path.join(ROOT, "roles", "cluster_peering", "defaults", "main.yml")) as f:
+        assert yaml.safe_load(f)["cluster_peering_pipelining"] is True
+    with open(os.path.join(ROOT, "roles", "cluster_peering", "tasks", "main.yml")) as f:
+        block = yaml.safe_load(f)[0]
+    assert block["vars"]["ansible_pipelining"] == "{{ cluster_peering_pipelining }}" and "block" in block
+
+    with open(os.path.join(ROOT, "docs", "decisions.md")) as f:
+        decisions = f.read()
+    assert "no pipelining" not in decisions.lower()
+    start = decisions.index("\n- **Pipelining is on in the playbooks and the role")
+    bullet = " ".join(decisions[start:decisions.index("\n- **", start + 1)].split())
+    for words in ("`ansible_pipelining: true`", "`cluster_peering_pipelining`", "requiretty",
+                  "`cluster_peering_pipelining: false`", "`-e ansible_pipelining=false`",
+                  "`ANSIBLE_KEEP_REMOTE_FILES`",
+                  "test_pipelining_keeps_token_carrying_payloads_off_disk"):
+        assert words in bullet, words
+
+
+def kept_payloads(remote_tmp, secrets):
+    """(AnsiballZ files kept under remote_tmp, how many carry an ACL token, how many a peering token).
+
+    Only counts: a kept payload holds the module's arguments in clear, so its text is never shown.
+    """
+    files = [os.path.join(root, n) for root, dummy, names in os.walk(str(remote_tmp)) for n in names
+             if n.startswith("AnsiballZ_")]
+    acl = peering = 0
+    for path in files:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+        acl += any(s in text for s in secrets)
+        peering += bool(TOKEN_PATTERN.search(text))
+    return len(files), acl, peering
+
+
+def test_pipelining_keeps_token_carrying_payloads_off_disk(ansible, seclab, tmp_path):
+    """The playbooks' and the role's pipelining, on the module-process path (seed_consul_peering_in_process=false).
+
+    Every module task of these runs carries an ACL token (cluster_peering_token), the role's establish stage
+    also a peering token. ANSIBLE_KEEP_REMOTE_FILES=1 keeps the payloads, and shows they carry the token;
+    Ansible turns pipelining off whenever it is set (its documented rule), so it cannot show pipelining at
+    work. For that the remote tmp is made unusable (a path under a regular file, which not even root can
+    create): a run that wrote a payload there would fail. With the playbooks' and the role's pipelining the
+    runs succeed; with it switched off as docs/decisions.md says (-e ansible_pipelining=false for the plays,
+    cluster_peering_pipelining=false for the role) the same runs fail for want of a temporary directory. In the
+    controller's worker (the default for ansible_connection: local) nothing is written even with pipelining off.
+    """
+    lab = seclab
+    acl_tokens = {lab["TOKEN1"], lab["TOKEN2"]}
+    # The role verifies the import of backend, which Consul shows only with an instance.
+    assert api(lab, 1, "PUT", "/v1/agent/service/register", {"Name": "backend", "Port": 9090})[0] == 200
+    inv = {"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+        "children": {
+            "consul_acceptors": {"hosts": {"sec-acc": host_vars(lab, 1, exports=True)}},
+            "consul_dialers": {"hosts": {"sec-dial": host_vars(lab, 2)}}}}}
+    inv_path = tmp_path / "inventory.yml"
+    inv_path.write_text(yaml.safe_dump(inv))
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    unusable = {"ANSIBLE_REMOTE_TEMP": str(blocker / "tmp")}
+    module_process = ["-e", "seed_consul_peering_in_process=false"]
+    pipelining_off = ["-e", "ansible_pipelining=false"]
+    role_pipelining_off = ["-e", "cluster_peering_pipelining=false"]
+    no_tmp = "Failed to create temporary directory"
+    cases = [
+        # (label, playbook, extra args, module process?, keep payloads?, run succeeds?)
+        ("status, kept payloads", "peering_status", module_process, True, True, True),
+        ("status, pipelining as the playbook sets it", "peering_status", module_process, True, False, True),
+        ("status, -e ansible_pipelining=false", "peering_status", module_process + pipelining_off, True, False, False),
+        ("unpeer, in process, pipelining off", "unpeer_clusters", role_pipelining_off + pipelining_off, False, False,
+         True),
+        ("peer, -e cluster_peering_pipelining=false", "peer_clusters", module_process + role_pipelining_off, True,
+         False, False),
+        # Every stage, the token and establish stages included.
+        ("peer, pipelining as the role sets it", "peer_clusters", module_process, True, False, True),
+    ]
+    kept_dirs = []
+    kept = {}
+    try:
+        for n, (label, book, extra, as_module, keep, succeeds) in enumerate(cases):
+            if keep:
+                kept_dirs.append(tmp_path / ("kept-%d" % n))
+                env = {"ANSIBLE_KEEP_REMOTE_FILES": "1", "ANSIBLE_REMOTE_TEMP": str(kept_dirs[-1])}
+            else:
+                env = unusable
+            run = ansible([os.path.join(ROOT, "playbooks", book + ".yml"), "-i", str(inv_path), "-vvv"] + extra,
+                          playbook=True, env=env)
+            path = "runs as a module: seed_consul_peering_in_process is false" if as_module \
+                else "runs in the controller's worker"
+            assert path in run.output, label
+            if succeeds:
+                assert run.rc == 0, (label, run.output[-4000:])
+                assert no_tmp not in run.output, label
+            else:
+                assert run.rc != 0 and no_tmp in run.output, (label, run.output[-4000:])
+            if keep:
+                kept[label] = kept_payloads(kept_dirs[-1], acl_tokens)
+        assert peerings_active(lab), "the last run should leave the pair peered"
+    finally:
+        for d in kept_dirs:
+            shutil.rmtree(str(d), ignore_errors=True)
+    assert not any(d.exists() for d in kept_dirs)
+    assert not os.path.exists(unusable["ANSIBLE_REMOTE_TEMP"])
+    # One payload per host, each with that cluster's ACL token.
+    assert kept["status, kept payloads"] == (2, 2, 0), kept
+
+
+def peerings_active(lab):
+    states = [{p["Name"]: p["State"] for p in api(lab, i, path="/v1/peerings")[1] or []} for i in (1, 2)]
+    return states[0].get("sec-dial") == states[1].get("sec-acc") == "ACTIVE"
