@@ -130,6 +130,19 @@ def intention_peers(url, dest="backend"):
     return sorted((s["Name"], s.get("Peer")) for s in entry["Sources"]) if status == 200 else []
 
 
+def failover_peers(url, service):
+    status, entry = consul(url, path="/v1/config/service-resolver/" + service)
+    if status != 200:
+        return []
+    return sorted(t.get("Peer") for f in (entry.get("Failover") or {}).values() for t in f.get("Targets") or [])
+
+
+def references(url, service):
+    """Every peer name the role's entries for service name on this cluster: exports, intention sources, failover."""
+    return dict(exports=consumers(url, service), intentions=intention_peers(url, service),
+                failover=failover_peers(url, service))
+
+
 def assert_pair(acc_url, acc_side_name, dial_url, dial_side_name):
     a, d = peerings(acc_url)[acc_side_name], peerings(dial_url)[dial_side_name]
     assert a["State"] == "ACTIVE" and d["State"] == "ACTIVE", (a["State"], d["State"])
@@ -208,14 +221,30 @@ def two_groups(fleet, acc="cluster-01", dialers=("cluster-02",), names=None, int
     return hosts, {"consul_acceptors": [acc], "consul_dialers": list(dialers)}
 
 
+def dialer_naming(acceptor_name):
+    """The dialer's own references to its acceptor: it exports frontend to it, lets its backend call frontend,
+    and fails frontend over to it."""
+    return {"cluster_peering_exports": [{"name": "frontend", "peers": [acceptor_name]}],
+            "cluster_peering_intentions": [{"name": "frontend", "sources": [{"name": "backend",
+                                                                             "peer": acceptor_name}]}],
+            "cluster_peering_failover": [{"name": "frontend", "peers": [acceptor_name]}]}
+
+
+def names_only(name):
+    return dict(exports=[name], intentions=[("backend", name)], failover=[name])
+
+
 def test_rename_dialer_then_acceptor_each_converges_in_one_run(ansible, fleet, tmp_path):
     a, d = fleet["cluster-01"], fleet["cluster-02"]
-    hosts, groups = two_groups(fleet, names={"cluster-01": "east", "cluster-02": "west"})
+    hosts, groups = two_groups(fleet, names={"cluster-01": "east", "cluster-02": "west"},
+                               cluster_02=dialer_naming("east"))
     changed(run(ansible, "peer_clusters", write_inventory(tmp_path, hosts, groups)))
     assert_pair(a, "west", d, "east")
+    assert references(d, "frontend") == names_only("east")
 
     # Rename the dialer; the intention still names the old name: it moves to the new one.
-    hosts, groups = two_groups(fleet, names={"cluster-01": "east", "cluster-02": "west2"}, intention_peers_=["west"])
+    hosts, groups = two_groups(fleet, names={"cluster-01": "east", "cluster-02": "west2"}, intention_peers_=["west"],
+                               cluster_02=dialer_naming("east"))
     inv = write_inventory(tmp_path, hosts, groups, name="renamed-dialer.yml")
     plan = check_mode_writes_nothing(ansible, inv, fleet)
     assert "rename the peering west to west2" in plan.output
@@ -228,16 +257,28 @@ def test_rename_dialer_then_acceptor_each_converges_in_one_run(ansible, fleet, t
     status, imported = consul(d, path="/v1/health/service/backend?peer=east")
     assert [e["Service"]["Service"] for e in imported] == ["backend"]
 
-    # Rename the acceptor.
-    hosts, groups = two_groups(fleet, names={"cluster-01": "east2", "cluster-02": "west2"})
+    assert references(d, "frontend") == names_only("east")
+
+    # Rename the acceptor; the dialer's export, intention source and failover target still name the old
+    # name: they move to the new one, and the old name is gone from them.
+    hosts, groups = two_groups(fleet, names={"cluster-01": "east2", "cluster-02": "west2"},
+                               cluster_02=dialer_naming("east"))
     inv = write_inventory(tmp_path, hosts, groups, name="renamed-acceptor.yml")
-    check_mode_writes_nothing(ansible, inv, fleet)
+    plan = check_mode_writes_nothing(ansible, inv, fleet)
+    assert "rename the peering east to east2" in plan.output, plan.output[-6000:]
     renamed = run(ansible, "peer_clusters", inv)
     assert all(n > 0 for n in changed(renamed).values())
     assert sorted(peerings(a)) == ["west2"] and sorted(peerings(d)) == ["east2"]
     assert_pair(a, "west2", d, "east2")
+    assert references(d, "frontend") == names_only("east2")
     status, imported = consul(d, path="/v1/health/service/backend?peer=east2")
     assert [e["Service"]["Service"] for e in imported] == ["backend"]
+    status, imported = consul(a, path="/v1/health/service/frontend?peer=west2")
+    assert [e["Service"]["Service"] for e in imported] == ["frontend"]
+    # The inventory updated to the new name is what the clusters now hold.
+    hosts, groups = two_groups(fleet, names={"cluster-01": "east2", "cluster-02": "west2"},
+                               cluster_02=dialer_naming("east2"))
+    inv = write_inventory(tmp_path, hosts, groups, name="renamed-acceptor-updated.yml")
     assert changed(run(ansible, "peer_clusters", inv)) == {"cluster-01": 0, "cluster-02": 0}
 
 
