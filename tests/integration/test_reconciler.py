@@ -299,6 +299,10 @@ def test_remove_a_dialer_reported_then_pruned_on_both_sides(ansible, fleet, tmp_
         in " ".join(kept.output.split()), kept.output[-5000:]
     assert "peer_name=cluster-03 state=absent" in kept.output
     assert peerings(a)["cluster-03"]["State"] == "ACTIVE"
+    # The inventory no longer names cluster-03 in the intentions, but without prune nothing that names it
+    # is removed: what the prune run removes below, it removes itself.
+    assert consumers(a) == ["cluster-02", "cluster-03"]
+    assert intention_peers(a) == [("frontend", "cluster-02"), ("frontend", "cluster-03")]
 
     check_mode_writes_nothing(ansible, inv, fleet, "-e", "cluster_peering_prune=true")
     pruned = run(ansible, "peer_clusters", inv, "-e", "cluster_peering_prune=true")
@@ -413,6 +417,13 @@ def test_decommission_a_stopped_cluster(ansible, fleet, lab4, tmp_path):
     hosts["cluster-01"]["cluster_peering_intentions"][0]["sources"] = [{"name": "frontend", "peer": "cluster-03"}]
     groups = {"consul_acceptors": ["cluster-01"], "consul_dialers": ["cluster-03"]}
     inv = write_inventory(tmp_path, hosts, groups, name="decommissioned.yml")
+    # Without prune the dead cluster's peering, the export to it and the intention source naming it stay.
+    kept = run(ansible, "peer_clusters", inv, json_output=False)
+    assert kept.rc == 0, kept.output[-5000:]
+    assert "peer_name=cluster-04 state=absent" in kept.output, kept.output[-5000:]
+    assert sorted(peerings(a)) == ["cluster-03", "cluster-04"]
+    assert consumers(a) == ["cluster-03", "cluster-04"]
+    assert intention_peers(a) == [("frontend", "cluster-03"), ("frontend", "cluster-04")]
     check_mode_writes_nothing(ansible, inv, alive, "-e", "cluster_peering_prune=true")
     gone = run(ansible, "peer_clusters", inv, "-e", "cluster_peering_prune=true")
     assert changed(gone)["cluster-01"] > 0
