@@ -362,6 +362,21 @@ def test_refusals_write_nothing(ansible, fleet, tmp_path):
         r = run(ansible, "peer_clusters", write_inventory(tmp_path, typo, groups, name="typo.yml"), *plan_args,
                 json_output=False)
         assert r.rc != 0
+
+    # A typo'd peer in an intention source and in a failover target: refused by the plan, naming the option.
+    for label, settings, option in (
+            ("intention", {"cluster_peering_intentions": [{"name": "backend", "sources": [
+                {"name": "frontend", "peer": "cluster-02"}, {"name": "frontend", "peer": "cluster-3"}]}]},
+             "cluster_peering_intentions[backend].sources[frontend].peer on cluster-01 names 'cluster-3'"),
+            ("failover", {"cluster_peering_failover": [{"name": "backend", "peers": ["cluster-02", "cluster-3"]}]},
+             "cluster_peering_failover[backend].peers on cluster-01 names 'cluster-3'")):
+        typo = dict(hosts)
+        typo["cluster-01"] = dict(hosts["cluster-01"], **settings)
+        r = run(ansible, "peer_clusters", write_inventory(tmp_path, typo, groups, name="typo-%s.yml" % label),
+                json_output=False)
+        flat = " ".join(r.output.split())
+        assert r.rc != 0 and "refused before any write" in flat and option in flat, (label, r.output[-3000:])
+        assert "which is not a peer of this cluster: its peers are cluster-02, cluster-03" in flat, flat[-3000:]
     assert snapshot(fleet) == before
 
 
