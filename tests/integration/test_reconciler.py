@@ -476,7 +476,7 @@ def pairs_inventory(tmp_path, urls, name, meta, addresses):
 
 
 META_WARNING = "cluster_peering_meta of cluster-02 differs from the meta of its ACTIVE peering cluster-03"
-ADDRESSES_WARNING = "cluster_peering_server_external_addresses of cluster-01"  # the xfail test's acceptor
+ADDRESSES_WARNING = "cluster_peering_server_external_addresses of cluster-01"
 
 
 def test_explicit_pairs_with_meta_and_addresses_then_rerun_writes_nothing(ansible, fleet, lab4, counting_proxy,
@@ -501,8 +501,10 @@ def test_explicit_pairs_with_meta_and_addresses_then_rerun_writes_nothing(ansibl
         assert dialing["PeerID"] == peerings(c1)["cluster-02"]["ID"]
         assert all(p["State"] == "ACTIVE" for p in (accepted, dialing, peerings(c1)["cluster-02"],
                                                      peerings(c3)["cluster-02"]))
-        # The meta reaches the token (acceptor side) and the establish call (dialer side), beside the mark.
-        assert accepted["Meta"] == dict(MANAGED, team="red") and dialing["Meta"] == dict(MANAGED, team="red")
+        # The meta reaches the token (acceptor side) and the establish call (dialer side), beside the mark; the
+        # acceptor's also records the external addresses its token carried (Consul's API shows them nowhere).
+        recorded = dict(MANAGED, team="red", **{"server-external-addresses": external})
+        assert accepted["Meta"] == recorded and dialing["Meta"] == dict(MANAGED, team="red")
         assert peerings(c1)["cluster-02"]["Meta"] == MANAGED and peerings(c3)["cluster-02"]["Meta"] == MANAGED
         # cluster-03 reached cluster-02 through the token's external address, i.e. the forwarder.
         assert dialed, "cluster-03 never dialed the external address %s" % external
@@ -516,31 +518,23 @@ def test_explicit_pairs_with_meta_and_addresses_then_rerun_writes_nothing(ansibl
                                                               {"team": "red"}, [external]))
         assert changed(again) == {"cluster-01": 0, "cluster-02": 0, "cluster-03": 0}
         assert META_WARNING not in " ".join(again.output.split())
-        # A changed meta and changed addresses on the ACTIVE peering: warned about, not written. (An unchanged
-        # address warns too: test_unchanged_server_external_addresses_do_not_warn.)
+        assert "cluster_peering_server_external_addresses" not in " ".join(again.output.split())
+        # A changed meta and changed addresses on the ACTIVE peering: warned about, not written.
         moved = "127.0.0.1:%s" % lab4["env"]["CLUSTER2_GRPC_PORT"]
         warned = run(ansible, "peer_clusters", pairs_inventory(tmp_path, urls, "pairs-changed.yml", {"team": "blue"},
                                                                [moved]))
         assert changed(warned) == {"cluster-01": 0, "cluster-02": 0, "cluster-03": 0}
         flat = " ".join(warned.output.split())
         assert META_WARNING + " ({'team': 'red'}): it applies only with a new token" in flat, flat[-5000:]
-        assert "cluster_peering_server_external_addresses of cluster-02 (%s) differ from the addresses the ACTIVE " \
-               "peering cluster-02 dials" % moved in flat, flat[-5000:]
+        assert "cluster_peering_server_external_addresses of cluster-02 (%s) differ from the addresses the token " \
+               "of its ACTIVE peering cluster-03 carried (%s)" % (moved, external) in flat, flat[-5000:]
         for h, proxy in proxies.items():
             assert proxy.writes() == 0, (h, dict(proxy.counts))
             assert ("POST", "/v1/peering/token") not in proxy.counts
-        assert peerings(c2)["cluster-03"]["Meta"] == dict(MANAGED, team="red")
+        assert peerings(c2)["cluster-03"]["Meta"] == recorded
         delete_all_peerings(c3)  # before the forwarder goes, so cluster-03 stops dialing through it
 
 
-ADDRESSES_DEFECT = (
-    "product defect: the planner compares cluster_peering_server_external_addresses with the dialer's "
-    "PeerServerAddresses, but Consul (1.14-1.22) keeps a token's external addresses apart (ManualServerAddresses, "
-    "not in the HTTP API) and PeerServerAddresses holds the acceptor's own server addresses, so an unchanged "
-    "setting warns on every run that the peering dials other addresses than it does")
-
-
-@pytest.mark.xfail(strict=True, reason=ADDRESSES_DEFECT)
 def test_unchanged_server_external_addresses_do_not_warn(ansible, fleet, lab4, tmp_path):
     hosts, groups = two_groups(fleet, acc="cluster-01", dialers=("cluster-02",))
     with tcp_forwarder(lab4["env"]["CLUSTER1_GRPC_TLS_PORT"]) as (external, dialed):
