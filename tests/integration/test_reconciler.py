@@ -479,8 +479,8 @@ META_WARNING = "cluster_peering_meta of cluster-02 differs from the meta of its 
 ADDRESSES_WARNING = "cluster_peering_server_external_addresses of cluster-01"
 
 
-def test_explicit_pairs_with_meta_and_addresses_then_rerun_writes_nothing(ansible, fleet, lab4, counting_proxy,
-                                                                         tmp_path):
+def test_explicit_pairs_with_meta_and_addresses_then_rerun_writes_nothing(
+        ansible, fleet, lab4, counting_proxy, tmp_path):
     """cluster_peering_peers: 01-02 and 02-03 (cluster-02 accepts one and dials the other), 01-03 not peered.
 
     cluster-02's cluster_peering_meta and cluster_peering_server_external_addresses reach its token (the
@@ -499,8 +499,8 @@ def test_explicit_pairs_with_meta_and_addresses_then_rerun_writes_nothing(ansibl
         # cluster-02 accepts from cluster-03 (its name sorts first) and dials cluster-01.
         assert accepted["ID"] == peerings(c3)["cluster-02"]["PeerID"] and not accepted.get("PeerID")
         assert dialing["PeerID"] == peerings(c1)["cluster-02"]["ID"]
-        assert all(p["State"] == "ACTIVE" for p in (accepted, dialing, peerings(c1)["cluster-02"],
-                                                     peerings(c3)["cluster-02"]))
+        assert all(p["State"] == "ACTIVE"
+                   for p in (accepted, dialing, peerings(c1)["cluster-02"], peerings(c3)["cluster-02"]))
         # The meta reaches the token (acceptor side) and the establish call (dialer side), beside the mark; the
         # acceptor's also records the external addresses its token carried (Consul's API shows them nowhere).
         recorded = dict(MANAGED, team="red", **{"server-external-addresses": external})
