@@ -67,11 +67,16 @@ class HALab:
         return self.env["CLUSTER%d_SERVER%d_URL" % (c, j)]
 
     def pid(self, c, j):
+        """The server's pid while it runs; None once it is gone.
+
+        A killed server can stay a zombie until its parent reaps it (here PID 1, which may never do so), and
+        kill(pid, 0) succeeds on a zombie: a zombie's cmdline is empty, as lab.sh checks too.
+        """
         try:
             with open(self.env["CLUSTER%d_SERVER%d_PID_FILE" % (c, j)]) as f:
                 pid = int(f.read().strip())
-            os.kill(pid, 0)
-            return pid
+            with open("/proc/%d/cmdline" % pid) as f:
+                return pid if f.read() else None
         except (OSError, ValueError):
             return None
 
