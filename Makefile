@@ -205,8 +205,8 @@ test-ha: venv collection-link
 # partition, lost state and the concurrent runs. The 60 s stop of a whole cluster and the load of
 # 200 peerings stay in make test-ha.
 test-ha-ci: venv collection-link
-	@# test_leader_loss is left to make test-ha for now: since the modules run in the controller's worker,
-	@# 2-3 of its 8 cases fail per run (a live server accepts the role's read but does not answer it for
-	@# 40 s after a leader kill; each case passes alone). Open on issue 20 until explained.
+	@# test_leader_loss is left to make test-ha for now: 1-3 of its 8 cases fail per run, with the modules in
+	@# the controller's worker and as module processes alike (a live server accepts the role's first read but
+	@# does not answer it for 40 s after a leader kill; each case passes alone). Open until explained.
 	@HA_PARTITION_SECONDS=10 $(MAKE) --no-print-directory test-ha \
 	  PYTEST_ARGS="-k 'not load_many and not whole_acceptor_stopped and not leader_loss' $(PYTEST_ARGS)"
