@@ -227,13 +227,7 @@ def test_no_secret_in_any_output_at_vvv(ansible, seclab, tmp_path, reliability):
         assert run.rc != 0 and "ACL not found" in host_results(run)[0]["msg"]
 
     # The role, end to end (tokens generated and handed over in memory), twice, then unpeer.
-    inv = {"all": {
-        "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
-        "children": {
-            "consul_acceptors": {"hosts": {"sec-acc": host_vars(lab, 1, exports=True)}},
-            "consul_dialers": {"hosts": {"sec-dial": host_vars(lab, 2)}}}}}
-    inv_path = tmp_path / "inventory.yml"
-    inv_path.write_text(yaml.safe_dump(inv))
+    inv_path = pair_inventory(lab, tmp_path)
     for label, book in (("role peer", "peer_clusters"), ("role peer again", "peer_clusters"),
                         ("role unpeer", "unpeer_clusters")):
         run = scan.run(ansible, label, [os.path.join(ROOT, "playbooks", book + ".yml"), "-i", str(inv_path)], None, lab,
@@ -268,6 +262,18 @@ def host_vars(lab, i, exports=False):
         hv["cluster_peering_exports"] = [{"name": "backend"}]
         hv["cluster_peering_intentions"] = [{"name": "backend", "sources": [{"name": "frontend", "peer": "sec-dial"}]}]
     return hv
+
+
+def pair_inventory(lab, tmp_path):
+    """The role's two groups on the secrets lab: sec-acc (cluster 1, exports backend) and sec-dial (cluster 2)."""
+    inv = {"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+        "children": {
+            "consul_acceptors": {"hosts": {"sec-acc": host_vars(lab, 1, exports=True)}},
+            "consul_dialers": {"hosts": {"sec-dial": host_vars(lab, 2)}}}}}
+    inv_path = tmp_path / "inventory.yml"
+    inv_path.write_text(yaml.safe_dump(inv))
+    return inv_path
 
 
 def test_secret_scan_can_fail(tmp_path):
@@ -541,13 +547,7 @@ def test_pipelining_keeps_token_carrying_payloads_off_disk(ansible, seclab, tmp_
     acl_tokens = {lab["TOKEN1"], lab["TOKEN2"]}
     # The role verifies the import of backend, which Consul shows only with an instance.
     assert api(lab, 1, "PUT", "/v1/agent/service/register", {"Name": "backend", "Port": 9090})[0] == 200
-    inv = {"all": {
-        "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
-        "children": {
-            "consul_acceptors": {"hosts": {"sec-acc": host_vars(lab, 1, exports=True)}},
-            "consul_dialers": {"hosts": {"sec-dial": host_vars(lab, 2)}}}}}
-    inv_path = tmp_path / "inventory.yml"
-    inv_path.write_text(yaml.safe_dump(inv))
+    inv_path = pair_inventory(lab, tmp_path)
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     unusable = {"ANSIBLE_REMOTE_TEMP": str(blocker / "tmp")}
