@@ -564,6 +564,7 @@ class ConsulClient:
         data = None if body is None else json.dumps(body)
         attempts = self.retries + 1
         last = None
+        timed_out_after = 0  # attempts when the last failure was a read timeout
         for attempt in range(attempts):
             if attempt:
                 delay = self.backoff * (2 ** (attempt - 1))
@@ -575,13 +576,15 @@ class ConsulClient:
                                             allow_redirects=False, **self._tls)
             except Exception as e:  # requests raises many types; classify by name
                 last = self._connection_failure(e, attempt + 1, timeout or self.conn["timeout"])
+                timed_out_after = attempt + 1 if type(e).__name__ == "ReadTimeout" else 0
                 if is_tls_failure(e):
                     # A certificate problem does not go away by asking again.
                     raise last
                 if self._never_sent(e) or safe:
                     continue
                 last.maybe_applied = method not in ("GET", "HEAD")
-                raise last
+                raise self._leaderless(last, timeout or self.conn["timeout"], timed_out_after)
+            timed_out_after = 0
             status = resp.status_code
             headers = getattr(resp, "headers", None) or {}
             if status == 404 and not_found is not None and re.search(absent_text, resp.text or ""):
@@ -602,7 +605,31 @@ class ConsulClient:
             # A caller that can check (a CAS loop re-reads) then retries instead of failing the run.
             last.maybe_applied = (status in (502, 504) or retryable) and method not in ("GET", "HEAD")
             raise last
-        raise last
+        raise self._leaderless(last, timeout or self.conn["timeout"], timed_out_after)
+
+    def _leaderless(self, err, timeout, attempts):
+        """err, or (after a read timeout: attempts > 0) an error naming the cause when the agent reports no leader.
+
+        Consul forwards most requests to the leader; without one (a quorum of servers down, or a restarted
+        server not yet promoted to voter) the peering endpoints wait without answering. The agent answers
+        GET /v1/status/leader itself, at once: an empty address there explains the timeout.
+        """
+        if not attempts:
+            return err
+        try:
+            resp = self.session.request("GET", self.base + "/v1/status/leader", params=self._query(None),
+                                        timeout=min(3, self.conn["timeout"]), allow_redirects=False, **self._tls)
+            leader = json.loads(resp.text) if resp.status_code == 200 else None
+        except Exception:  # pylint: disable=broad-except
+            return err  # the question was only to explain the timeout
+        if leader != "":
+            return err
+        return ConsulError(self.scrub(
+            "Consul at %s gave no answer within %ss (%s) and reports no cluster leader (GET /v1/status/leader "
+            "is empty): a quorum of its servers is down, or a restarted server is not yet a voter. Consul answers "
+            "nothing that needs a leader until it has one; run again once `consul operator raft list-peers` "
+            "shows a leader" % (self.base, timeout, "after 1 attempt" if attempts == 1 else
+                                "after %d attempts" % attempts)), maybe_applied=err.maybe_applied)
 
     def _decode(self, resp, expect, method, path):
         """The JSON answer, checked: a 2xx that is not the JSON Consul sends is not an answer from Consul."""

@@ -434,6 +434,43 @@ def test_leader_loss(ha, ansible, tmp_path, stage, side):
         assert msg, run.output[-1000:]
 
 
+def dialer_ids(ha):
+    """The dialer's peerings by name and ID (their states and stream times move by themselves)."""
+    return sorted((p["Name"], p["ID"]) for p in consul(ha.live_url(2), path="/v1/peerings")[1] or [])
+
+
+def test_quorum_lost_the_run_names_the_missing_leader(ha, ansible, tmp_path):
+    """Two of the acceptor's three servers killed: no quorum, so no leader. The run fails before any write and
+    says the cluster has no leader (not a bare timeout); once the servers are back, the next run converges."""
+    ha.up()
+    leader = ha.leader(1)
+    survivor = next(j for j in range(3) if j != leader)
+    for j in range(3):
+        if j != survivor:
+            ha.kill(1, j)
+    t0 = time.monotonic()
+    assert wait_for(lambda: consul(ha.url(1, survivor), path="/v1/status/leader", timeout=3)[1] == "", timeout=30)
+    before = dialer_ids(ha)
+    inv = write_inventory(tmp_path, ha.url(1, survivor), ha.live_url(2))
+    run = ansible([os.path.join(PLAYBOOKS, "peer_clusters.yml"), "-i", inv], playbook=True)
+    secs = time.monotonic() - t0
+    named = re.search(r"no cluster leader", run.output, re.I)
+    after = dialer_ids(ha)
+    ha.up()                      # the two servers return with their data: voters again, a leader
+    run2, secs2 = peer_run(ansible, tmp_path, ha)
+    ok, why = converged(ha)
+    row("leader-loss", "quorum lost: 2 of 3 acceptor servers killed, `peer_clusters` run",
+        "pass" if run.rc != 0 and named and after == before and run2.rc == 0 and ok else "FAIL",
+        "run rc %d in %.1f s, %s; dialer's peerings %s; after the servers return: next run rc %d in %.1f s, %s" % (
+            run.rc, secs, "names the missing leader" if named else "does NOT name the missing leader",
+            "unchanged" if after == before else "CHANGED", run2.rc, secs2, why), secs)
+    assert run.rc != 0 and named, run.output[-3000:]
+    assert "Traceback" not in run.output
+    assert after == before, (before, after)
+    assert run2.rc == 0, run2.output[-3000:]
+    assert ok, why
+
+
 # --- 4. survival ----------------------------------------------------------------------
 
 def establish_fresh(ha, ansible, tmp_path):

@@ -210,11 +210,16 @@ def test_503_on_post_is_not_retried():
     assert len(session.calls) == 1
 
 
+LEADER = ("GET", "/v1/status/leader", ok("10.0.0.1:8300"))
+NO_LEADER = ("GET", "/v1/status/leader", ok(""))
+
+
 def test_read_timeout_on_post_is_not_retried():
-    session = FakeSession(("POST", "/v1/peering/token", requests.exceptions.ReadTimeout("read timed out")))
+    session = FakeSession(("POST", "/v1/peering/token", requests.exceptions.ReadTimeout("read timed out")), LEADER)
     with pytest.raises(api.ConsulError) as exc:
         client(session).generate_peering_token("x")
-    assert len(session.calls) == 1
+    assert session.methods() == ["POST", "GET"] and not session.unexpected, session.unexpected
+    assert exc.value.maybe_applied
     assert "no answer within 10" in exc.value.msg and "(after 1 attempt)" in exc.value.msg
     assert "http://consul.test:8500" in exc.value.msg
 
@@ -304,9 +309,47 @@ def test_secret_masked_in_connection_failures():
 
 
 def test_read_timeout_failure_hints_at_slow_acl_denials():
-    session = FakeSession(*[("GET", "/v1/peerings", requests.exceptions.ReadTimeout("read timed out"))] * 4)
+    session = FakeSession(*[("GET", "/v1/peerings", requests.exceptions.ReadTimeout("read timed out"))] * 4 + [LEADER])
     with pytest.raises(api.ConsulError) as exc:
         client(session).list_peerings()
     assert "no answer within 10" in exc.value.msg and "(after 4 attempts)" in exc.value.msg
-    assert "ACL denials" in exc.value.msg
-    assert len(session.calls) == 4
+    assert "ACL denials" in exc.value.msg and "leader" not in exc.value.msg
+    assert len(session.calls) == 5 and not session.unexpected, session.unexpected
+
+
+def test_read_timeout_without_a_leader_says_so():
+    """A cluster without quorum: the peering endpoints wait for a leader; the agent says it has none."""
+    session = FakeSession(*[("GET", "/v1/peerings", requests.exceptions.ReadTimeout("read timed out"))] * 4 + [NO_LEADER])
+    with pytest.raises(api.ConsulError) as exc:
+        client(session, token=ACL_TOKEN).list_peerings()
+    msg = exc.value.msg
+    assert "no answer within 10s (after 4 attempts)" in msg and "reports no cluster leader" in msg, msg
+    assert "ACL denials" not in msg and ACL_TOKEN not in msg
+    assert not exc.value.maybe_applied and not session.unexpected, session.unexpected
+
+
+def test_write_timeout_without_a_leader_says_so_and_may_have_applied():
+    session = FakeSession(("POST", "/v1/peering/token", requests.exceptions.ReadTimeout("read timed out")), NO_LEADER)
+    with pytest.raises(api.ConsulError) as exc:
+        client(session).generate_peering_token("x")
+    assert "reports no cluster leader" in exc.value.msg and "(after 1 attempt)" in exc.value.msg
+    assert exc.value.maybe_applied
+
+
+@pytest.mark.parametrize("answer", [
+    requests.exceptions.ReadTimeout("read timed out"), Resp(500, text="rpc error"), Resp(200, text="not json")])
+def test_leader_question_that_fails_keeps_the_timeout_message(answer):
+    session = FakeSession(("GET", "/v1/peerings", requests.exceptions.ReadTimeout("read timed out")),
+                          ("GET", "/v1/status/leader", answer))
+    with pytest.raises(api.ConsulError) as exc:
+        client(session, retries=0).list_peerings()
+    assert "no answer within 10s (after 1 attempt)" in exc.value.msg and "ACL denials" in exc.value.msg
+    assert "leader" not in exc.value.msg
+
+
+def test_connect_timeout_does_not_ask_for_the_leader():
+    session = FakeSession(*[("GET", "/v1/peerings", requests.exceptions.ConnectTimeout("connect timed out"))] * 4)
+    with pytest.raises(api.ConsulError) as exc:
+        client(session).list_peerings()
+    assert "timed out after 10s (after 4 attempts)" in exc.value.msg
+    assert session.methods() == ["GET"] * 4 and not session.unexpected

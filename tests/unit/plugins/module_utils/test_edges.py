@@ -158,10 +158,11 @@ def test_a_lost_answer_to_a_cas_write_still_reports_changed(applied):
 
 
 def test_the_transport_marks_a_sent_write_without_answer_as_maybe_applied():
-    session = FakeSession(("PUT", "/v1/config", requests.exceptions.ReadTimeout("read timed out")))
+    session = FakeSession(("PUT", "/v1/config", requests.exceptions.ReadTimeout("read timed out")),
+                          ("GET", "/v1/status/leader", ok("10.0.0.1:8300")))
     with pytest.raises(api.ConsulError) as e:
         client(session).cas_put_config_entry({"Kind": "exported-services", "Name": "default"}, 0)
-    assert e.value.maybe_applied is True and len(session.calls) == 1
+    assert e.value.maybe_applied is True and session.methods() == ["PUT", "GET"], session.calls
 
 
 def test_a_write_that_never_reached_the_server_is_not_maybe_applied():
@@ -274,6 +275,15 @@ def test_a_silent_acceptor_names_the_addresses_not_acls():
     with pytest.raises(api.ConsulError) as e:
         pt.establish(client(session), "cluster-01", token, pt.decode_token(token), None)
     assert "10.9.9.9:8503" in e.value.msg and "ACL" not in e.value.msg
+
+
+def test_establish_on_a_dialer_without_a_leader_blames_the_missing_leader_not_the_acceptor():
+    token = make_token(ServerAddresses=["10.9.9.9:8503"])
+    session = FakeSession(("POST", "/v1/peering/establish", requests.exceptions.ReadTimeout("read timed out")),
+                          ("GET", "/v1/status/leader", ok("")))
+    with pytest.raises(api.ConsulError) as e:
+        pt.establish(client(session), "cluster-01", token, pt.decode_token(token), None)
+    assert "reports no cluster leader" in e.value.msg and "10.9.9.9" not in e.value.msg, e.value.msg
 
 
 class TimeoutRecording(FakeSession):
