@@ -377,7 +377,9 @@ def plan(clusters, acceptors=(), dialers=(), mesh=(), batch=None, play_hosts=Non
                         _rename(hp[h], r["name"], names[other])
                         hp[h]["summary"].append("remove the duplicate peering %s (the same cluster as %s)"
                                                 % (r["name"], names[other]))
+            # Each side's meta was set by its own call (the token's, the establish's): each is compared.
             _meta_warnings(hp[x], clusters[x], rx, names[y])
+            _meta_warnings(hp[y], clusters[y], ry, names[x])
             _sea_warning(hp[x], clusters[x], rx, x)
             continue
 

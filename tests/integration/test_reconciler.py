@@ -476,6 +476,7 @@ def pairs_inventory(tmp_path, urls, name, meta, addresses):
 
 
 META_WARNING = "cluster_peering_meta of cluster-02 differs from the meta of its ACTIVE peering cluster-03"
+DIALER_META_WARNING = "cluster_peering_meta of cluster-02 differs from the meta of its ACTIVE peering cluster-01"
 ADDRESSES_WARNING = "cluster_peering_server_external_addresses of cluster-01"
 
 
@@ -518,6 +519,7 @@ def test_explicit_pairs_with_meta_and_addresses_then_rerun_writes_nothing(
                                                               {"team": "red"}, [external]))
         assert changed(again) == {"cluster-01": 0, "cluster-02": 0, "cluster-03": 0}
         assert META_WARNING not in " ".join(again.output.split())
+        assert DIALER_META_WARNING not in " ".join(again.output.split())
         assert "cluster_peering_server_external_addresses" not in " ".join(again.output.split())
         # A changed meta and changed addresses on the ACTIVE peering: warned about, not written.
         moved = "127.0.0.1:%s" % lab4["env"]["CLUSTER2_GRPC_PORT"]
@@ -526,6 +528,8 @@ def test_explicit_pairs_with_meta_and_addresses_then_rerun_writes_nothing(
         assert changed(warned) == {"cluster-01": 0, "cluster-02": 0, "cluster-03": 0}
         flat = " ".join(warned.output.split())
         assert META_WARNING + " ({'team': 'red'}): it applies only with a new token" in flat, flat[-5000:]
+        # cluster-02 also dials cluster-01: that peering's meta was set by its establish call, and is warned too.
+        assert DIALER_META_WARNING + " ({'team': 'red'}): it applies only with a new token" in flat, flat[-5000:]
         assert "cluster_peering_server_external_addresses of cluster-02 (%s) differ from the addresses the token " \
                "of its ACTIVE peering cluster-03 carried (%s)" % (moved, external) in flat, flat[-5000:]
         for h, proxy in proxies.items():

@@ -33,9 +33,9 @@ def acc(name, id, state="ACTIVE", managed=True, meta=None):
     return dict(name=name, id=id, state=state, role="acceptor", peer_id=None, meta=m, peer_server_addresses=[])
 
 
-def dial(name, peer_id, state="ACTIVE", id=None, managed=True, addresses=()):
+def dial(name, peer_id, state="ACTIVE", id=None, managed=True, addresses=(), meta=None):
     return dict(name=name, id=id or ("d-" + peer_id), state=state, role="dialer", peer_id=peer_id,
-                meta=dict(MANAGED) if managed else {}, peer_server_addresses=list(addresses))
+                meta=dict(MANAGED if managed else {}, **(meta or {})), peer_server_addresses=list(addresses))
 
 
 def cl(peerings=(), name=None, state="present", peers=None, exports=None, intentions=None, failover=None,
@@ -481,6 +481,22 @@ def test_token_carries_the_managed_mark_meta_and_external_addresses():
 def test_meta_change_on_an_active_peering_warns_it_needs_a_new_token():
     out = ok(two([acc("c2", "X")], [dial("c1", "X")], a=dict(meta={"team": "pay"})))
     assert not writes(out["c1"]) and "applies only with a new token" in out["c1"]["warnings"][0]
+
+
+@pytest.mark.parametrize("wanted, held, warns", [
+    ({"team": "pay"}, {"team": "pay"}, False),   # unchanged
+    ({}, {}, False),                             # never set
+    ({"team": "ops"}, {"team": "pay"}, True),    # changed on the dialer, whose establish call set it
+    ({"team": "pay"}, {}, True),                 # set after the peering was made
+])
+def test_dialer_meta_change_on_an_active_peering_warns_on_the_dialer(wanted, held, warns):
+    out = ok(two([acc("c2", "X")], [dial("c1", "X", meta=held)], d=dict(meta=wanted)))
+    assert not writes(out["c1"]) and not writes(out["c2"])
+    assert out["c1"]["warnings"] == []
+    dialer = [w for w in out["c2"]["warnings"] if "cluster_peering_meta of c2 differs" in w]
+    assert bool(dialer) is warns, out["c2"]["warnings"]
+    if warns:
+        assert "ACTIVE peering c1 (%s)" % (held or "none") in dialer[0], dialer
 
 
 @pytest.mark.parametrize("wanted, recorded, warns", [
