@@ -443,6 +443,10 @@ def test_quorum_lost_the_run_names_the_missing_leader(ha, ansible, tmp_path):
     """Two of the acceptor's three servers killed: no quorum, so no leader. The run fails before any write and
     says the cluster has no leader (not a bare timeout); once the servers are back, the next run converges."""
     ha.up()
+    reset(ha)
+    register_backend(ha)
+    first, dummy = peer_run(ansible, tmp_path, ha)     # an ACTIVE pair to lose the quorum under
+    assert first.rc == 0 and converged(ha)[0], first.output[-3000:]
     leader = ha.leader(1)
     survivor = next(j for j in range(3) if j != leader)
     for j in range(3):
@@ -454,11 +458,16 @@ def test_quorum_lost_the_run_names_the_missing_leader(ha, ansible, tmp_path):
     inv = write_inventory(tmp_path, ha.url(1, survivor), ha.live_url(2))
     run = ansible([os.path.join(PLAYBOOKS, "peer_clusters.yml"), "-i", inv], playbook=True)
     secs = time.monotonic() - t0
-    named = re.search(r"no cluster leader", run.output, re.I)
+    # The role's first read is the peering list, which waits for a leader: 4 timeouts, then the agent's answer.
+    named = "reports no cluster leader (GET /v1/status/leader is empty)" in " ".join(run.output.split())
     after = dialer_ids(ha)
     ha.up()                      # the two servers return with their data: voters again, a leader
+    register_backend(ha)
     run2, secs2 = peer_run(ansible, tmp_path, ha)
-    ok, why = converged(ha)
+    # The acceptor's new leader restarts the peering stream: until it does, the pair is PENDING/FAILING with the
+    # same IDs, which the role keeps (issue 17's policy). As for a whole cluster restarted, that takes up to
+    # ~80 s here (docs/reliability-ha.md): wait for ACTIVE, bounded.
+    ok, why = converged(ha, timeout=180)
     row("leader-loss", "quorum lost: 2 of 3 acceptor servers killed, `peer_clusters` run",
         "pass" if run.rc != 0 and named and after == before and run2.rc == 0 and ok else "FAIL",
         "run rc %d in %.1f s, %s; dialer's peerings %s; after the servers return: next run rc %d in %.1f s, %s" % (
