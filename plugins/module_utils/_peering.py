@@ -507,7 +507,7 @@ def establish(client, name, token, decoded, meta):
             first = (items[0] if items else (text or "").strip().splitlines()[0])[:300]
             raise ConsulError("%s (Consul said, first of its errors: %s)" % (unreachable, first), status=e.status,
                               body=e.body)
-        if e.status is None and "no answer within" in e.msg and "no cluster leader" not in e.msg:
+        if e.status is None and "no answer within" in e.msg and not e.no_leader:
             raise ConsulError("%s; establishing waits for this cluster's servers to exchange the secret with the "
                               "accepting cluster's servers at %s, which did not answer in time: check they are "
                               "reachable from this cluster's servers" % (e.msg.split(";")[0], ", ".join(addresses)))

@@ -79,16 +79,22 @@ _NOT_JSON = object()
 class ConsulError(Exception):
     """A failure talking to Consul, with the HTTP status where there was one."""
 
-    def __init__(self, msg, status=None, body=None, maybe_applied=False):
+    def __init__(self, msg, status=None, body=None, maybe_applied=False, no_leader=False):
         super().__init__(msg)
         self.msg = msg
         self.status = status
         self.body = body
         # A write that was sent but whose answer was lost: Consul may have applied it.
         self.maybe_applied = maybe_applied
+        # No answer in time, and the agent reports no cluster leader: the cause is known.
+        self.no_leader = no_leader
 
     def __str__(self):
         return self.msg
+
+
+def _after_attempts(n):
+    return "after 1 attempt" if n == 1 else "after %d attempts" % n
 
 
 def env_bool(env, var):
@@ -563,6 +569,7 @@ class ConsulClient:
         params = self._query(query)
         data = None if body is None else json.dumps(body)
         attempts = self.retries + 1
+        read_timeout = timeout or self.conn["timeout"]
         last = None
         timed_out_after = 0  # attempts when the last failure was a read timeout
         for attempt in range(attempts):
@@ -572,10 +579,10 @@ class ConsulClient:
             try:
                 # Consul's API never redirects; following one would resend the ACL token (and a peering
                 # token in a body) to wherever the Location points, possibly in cleartext.
-                resp = self.session.request(method, url, params=params, data=data, timeout=timeout or self.conn["timeout"],
+                resp = self.session.request(method, url, params=params, data=data, timeout=read_timeout,
                                             allow_redirects=False, **self._tls)
             except Exception as e:  # requests raises many types; classify by name
-                last = self._connection_failure(e, attempt + 1, timeout or self.conn["timeout"])
+                last = self._connection_failure(e, attempt + 1, read_timeout)
                 timed_out_after = attempt + 1 if type(e).__name__ == "ReadTimeout" else 0
                 if is_tls_failure(e):
                     # A certificate problem does not go away by asking again.
@@ -583,7 +590,7 @@ class ConsulClient:
                 if self._never_sent(e) or safe:
                     continue
                 last.maybe_applied = method not in ("GET", "HEAD")
-                raise self._leaderless(last, timeout or self.conn["timeout"], timed_out_after)
+                raise self._leaderless(last, read_timeout, timed_out_after)
             timed_out_after = 0
             status = resp.status_code
             headers = getattr(resp, "headers", None) or {}
@@ -605,7 +612,7 @@ class ConsulClient:
             # A caller that can check (a CAS loop re-reads) then retries instead of failing the run.
             last.maybe_applied = (status in (502, 504) or retryable) and method not in ("GET", "HEAD")
             raise last
-        raise self._leaderless(last, timeout or self.conn["timeout"], timed_out_after)
+        raise self._leaderless(last, read_timeout, timed_out_after)
 
     def _leaderless(self, err, timeout, attempts):
         """err, or (after a read timeout: attempts > 0) an error naming the cause when the agent reports no leader.
@@ -628,8 +635,8 @@ class ConsulClient:
             "Consul at %s gave no answer within %ss (%s) and reports no cluster leader (GET /v1/status/leader "
             "is empty): a quorum of its servers is down, or a restarted server is not yet a voter. Consul answers "
             "nothing that needs a leader until it has one; run again once `consul operator raft list-peers` "
-            "shows a leader" % (self.base, timeout, "after 1 attempt" if attempts == 1 else
-                                "after %d attempts" % attempts)), maybe_applied=err.maybe_applied)
+            "shows a leader" % (self.base, timeout, _after_attempts(attempts))), maybe_applied=err.maybe_applied,
+            no_leader=True)
 
     def _decode(self, resp, expect, method, path):
         """The JSON answer, checked: a 2xx that is not the JSON Consul sends is not an answer from Consul."""
@@ -661,7 +668,7 @@ class ConsulClient:
         return name == "ConnectionError" and ("NewConnectionError" in text or "Connection refused" in text)
 
     def _connection_failure(self, exc, attempts, timeout):
-        attempts = "after 1 attempt" if attempts == 1 else "after %d attempts" % attempts
+        attempts = _after_attempts(attempts)
         name = type(exc).__name__
         text = str(exc)
         if is_tls_failure(exc):

@@ -78,6 +78,11 @@ def ok(body=None):
     return Resp(200, body)
 
 
+# The agent's answer to GET /v1/status/leader, which the client asks after a read timeout.
+LEADER = ("GET", "/v1/status/leader", ok("10.0.0.1:8300"))
+NO_LEADER = ("GET", "/v1/status/leader", ok(""))
+
+
 def not_found(name):
     return Resp(404, text='Peering not found for "%s"' % name)
 

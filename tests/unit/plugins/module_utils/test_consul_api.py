@@ -13,6 +13,8 @@ from ansible_collections.seed.consul_peering.plugins.module_utils import consul_
 
 from ..peering_stubs import (
     ACL_TOKEN,
+    LEADER,
+    NO_LEADER,
     SECRET,
     TOKEN,
     FakeSession,
@@ -208,10 +210,6 @@ def test_503_on_post_is_not_retried():
     with pytest.raises(api.ConsulError):
         client(session).generate_peering_token("x")
     assert len(session.calls) == 1
-
-
-LEADER = ("GET", "/v1/status/leader", ok("10.0.0.1:8300"))
-NO_LEADER = ("GET", "/v1/status/leader", ok(""))
 
 
 def test_read_timeout_on_post_is_not_retried():

@@ -24,7 +24,19 @@ from ansible_collections.seed.consul_peering.plugins.modules import (
     service_intentions,
 )
 
-from ..peering_stubs import TOKEN, FakeSession, Resp, acceptor, client, make_token, not_found, ok, run
+from ..peering_stubs import (
+    LEADER,
+    NO_LEADER,
+    TOKEN,
+    FakeSession,
+    Resp,
+    acceptor,
+    client,
+    make_token,
+    not_found,
+    ok,
+    run,
+)
 
 
 # --- 15.1 absence only from an answer that says so; a 2xx must be Consul's JSON -------------------
@@ -158,8 +170,7 @@ def test_a_lost_answer_to_a_cas_write_still_reports_changed(applied):
 
 
 def test_the_transport_marks_a_sent_write_without_answer_as_maybe_applied():
-    session = FakeSession(("PUT", "/v1/config", requests.exceptions.ReadTimeout("read timed out")),
-                          ("GET", "/v1/status/leader", ok("10.0.0.1:8300")))
+    session = FakeSession(("PUT", "/v1/config", requests.exceptions.ReadTimeout("read timed out")), LEADER)
     with pytest.raises(api.ConsulError) as e:
         client(session).cas_put_config_entry({"Kind": "exported-services", "Name": "default"}, 0)
     assert e.value.maybe_applied is True and session.methods() == ["PUT", "GET"], session.calls
@@ -271,16 +282,17 @@ def test_an_unreachable_acceptor_gives_one_short_message():
 
 def test_a_silent_acceptor_names_the_addresses_not_acls():
     token = make_token(ServerAddresses=["10.9.9.9:8503"])
-    session = FakeSession(("POST", "/v1/peering/establish", requests.exceptions.ReadTimeout("read timed out")))
+    session = FakeSession(("POST", "/v1/peering/establish", requests.exceptions.ReadTimeout("read timed out")), LEADER)
     with pytest.raises(api.ConsulError) as e:
         pt.establish(client(session), "cluster-01", token, pt.decode_token(token), None)
     assert "10.9.9.9:8503" in e.value.msg and "ACL" not in e.value.msg
+    assert not session.unexpected, session.unexpected
 
 
 def test_establish_on_a_dialer_without_a_leader_blames_the_missing_leader_not_the_acceptor():
     token = make_token(ServerAddresses=["10.9.9.9:8503"])
     session = FakeSession(("POST", "/v1/peering/establish", requests.exceptions.ReadTimeout("read timed out")),
-                          ("GET", "/v1/status/leader", ok("")))
+                          NO_LEADER)
     with pytest.raises(api.ConsulError) as e:
         pt.establish(client(session), "cluster-01", token, pt.decode_token(token), None)
     assert "reports no cluster leader" in e.value.msg and "10.9.9.9" not in e.value.msg, e.value.msg
